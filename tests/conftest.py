@@ -1,0 +1,26 @@
+"""Shared fixtures: the real dataset samples (``NNUNET_SE_REAL_SAMPLES``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def real_samples() -> Path:
+    """Folder with the real samples (``kvasir_seg/``, ``busi/``, ``isic2018/``).
+
+    Skips outside CI when the variable is unset; in CI (``CI=true``) a missing folder is an error,
+    so real-data tests are never silently skipped there.
+    """
+    value = os.environ.get("NNUNET_SE_REAL_SAMPLES")
+    if not value:
+        if os.environ.get("CI"):
+            pytest.fail("CI=true but NNUNET_SE_REAL_SAMPLES is not set")
+        pytest.skip("NNUNET_SE_REAL_SAMPLES is not set")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.fail(f"NNUNET_SE_REAL_SAMPLES={value} is not a folder")
+    return path

@@ -1,0 +1,1 @@
+"""nnUNetTrainer subclasses with recalibration modules (installed as ``nnunet_se.trainers``)."""
