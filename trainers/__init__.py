@@ -1,1 +1,37 @@
-"""nnUNetTrainer subclasses with recalibration modules (installed as ``nnunet_se.trainers``)."""
+"""nnUNetTrainer subclasses with recalibration modules (installed as ``nnunet_se.trainers``).
+
+``ALL_TRAINERS`` maps every plugin trainer's name (the ``-tr`` argument of nnU-Net) to its class; the
+``nnUNet_extTrainer`` shim re-exports this module with ``from nnunet_se.trainers import *``.
+"""
+
+from nnunet_se.trainers.auto import (
+    AUTO_TRAINERS,
+    nnUNetTrainerCSE,
+    nnUNetTrainerCSE_original,
+    nnUNetTrainerFCA,
+    nnUNetTrainerFCA_original,
+    nnUNetTrainerMono,
+    nnUNetTrainerSCSE,
+    nnUNetTrainerSCSE_original,
+    nnUNetTrainerSRM,
+    nnUNetTrainerSRM_original,
+    nnUNetTrainerSSE,
+)
+from nnunet_se.trainers.base import nnUNetTrainerRecalibration
+
+ALL_TRAINERS: dict[str, type[nnUNetTrainerRecalibration]] = {t.__name__: t for t in AUTO_TRAINERS}
+
+__all__ = [
+    "ALL_TRAINERS",
+    "nnUNetTrainerRecalibration",
+    "nnUNetTrainerCSE",
+    "nnUNetTrainerCSE_original",
+    "nnUNetTrainerSSE",
+    "nnUNetTrainerSCSE",
+    "nnUNetTrainerSCSE_original",
+    "nnUNetTrainerSRM",
+    "nnUNetTrainerSRM_original",
+    "nnUNetTrainerFCA",
+    "nnUNetTrainerFCA_original",
+    "nnUNetTrainerMono",
+]

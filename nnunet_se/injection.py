@@ -1,0 +1,197 @@
+"""Insert recalibration modules into dynamic-network-architectures U-Nets, and remove their skip connections.
+
+Placement (``recalibration_reference.md`` §8.5): one module after every encoder stage except the bottleneck. In
+d-n-a encoders the output of stage ``s`` is both the skip of depth ``s`` and the input of stage ``s + 1``, so the
+module is appended *inside* the stage:
+
+- ``PlainConvEncoder``: to ``stages[s][-1].convs`` (the ``StackedConvBlocks`` of the stage);
+- ``ResidualEncoder``: to ``stages[s].blocks`` (or ``stages[s][-1].blocks`` when a pooling op precedes it).
+
+Appending there keeps every existing ``state_dict`` key, and the d-n-a VRAM estimators
+(``compute_conv_feature_map_size``) keep working: each module sits in a :class:`RecalibrationSlot` that reports
+the one feature map it writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
+from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
+from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
+from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
+from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+ModuleFactory = Callable[[int, int], nn.Module]
+SUPPORTED_ENCODERS = (PlainConvEncoder, ResidualEncoder)
+
+
+class RecalibrationSlot(nn.Module):
+    """Holds one inserted module (child ``module``) inside an encoder stage.
+
+    ``forward`` maps ``(N, C, *spatial)`` to the same shape. ``compute_conv_feature_map_size`` reports the
+    module's output map (``C * prod(spatial)`` elements), as every d-n-a block does for its own output.
+    """
+
+    def __init__(self, module: nn.Module, channels: int):
+        super().__init__()
+        self.module = module
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
+        return np.prod([self.channels, *input_size], dtype=np.int64)
+
+
+def _encoder_of(network: nn.Module) -> nn.Module:
+    encoder = network if isinstance(network, SUPPORTED_ENCODERS) else getattr(network, "encoder", None)
+    if not isinstance(encoder, SUPPORTED_ENCODERS):
+        known = ", ".join(c.__name__ for c in SUPPORTED_ENCODERS)
+        raise TypeError(
+            f"cannot inject into {type(network).__name__}: expected a network whose .encoder is one of {known} "
+            "(PlainConvUNet, ResidualEncoderUNet) or such an encoder itself"
+        )
+    return encoder
+
+
+def _stage_container(encoder: nn.Module, stage: int) -> nn.Sequential:
+    """The ``nn.Sequential`` whose last output is the output (= skip) of ``stage``."""
+    block = encoder.stages[stage]
+    if isinstance(block, nn.Sequential):  # optional pooling op first, the conv/residual blocks last
+        block = block[-1]
+    return block.convs if isinstance(encoder, PlainConvEncoder) else block.blocks
+
+
+def _stage_feature_sizes(encoder: nn.Module, patch_size: Sequence[int] | None) -> list[tuple[int, ...] | None]:
+    """Spatial size of every stage's output for an input of ``patch_size`` (voxels), or ``None`` per stage."""
+    if patch_size is None:
+        return [None] * len(encoder.stages)
+    sizes, size = [], [int(p) for p in patch_size]
+    for stride in encoder.strides:
+        size = [i // int(s) for i, s in zip(size, stride, strict=True)]
+        sizes.append(tuple(size))
+    return sizes
+
+
+def inject_recalibration(
+    network: nn.Module,
+    module: str | ModuleFactory,
+    flavour: str = "paper",
+    *,
+    patch_size: Sequence[int] | None = None,
+    **options,
+) -> list[str]:
+    """Insert one module after every encoder stage except the bottleneck; return their dotted paths.
+
+    ``network`` is a d-n-a ``PlainConvUNet``/``ResidualEncoderUNet`` (or their encoder), 2D or 3D, changed in place.
+    ``module`` is a registry name of :func:`nnunet_se.modules.create_recalibration` (built with ``flavour``,
+    ``options`` and ``feature_size`` = the stage's spatial output size for an input of ``patch_size``), or a factory
+    ``f(channels, spatial_dims) -> nn.Module``. Paths are shallowest first (depth l=1 is ``paths[0]``); a hook on
+    ``network.get_submodule(paths[l - 1] + ".gate")`` sees that depth's excitations.
+    """
+    encoder = _encoder_of(network)
+    if recalibration_paths(network):
+        raise ValueError(f"{type(network).__name__} already contains recalibration modules")
+    if "feature_size" in options:
+        raise ValueError("pass patch_size, not feature_size: the feature size differs per stage")
+    spatial_dims = convert_conv_op_to_dim(encoder.conv_op)
+    if patch_size is not None and len(patch_size) != spatial_dims:
+        raise ValueError(f"patch_size {tuple(patch_size)} does not match a {spatial_dims}D network")
+    if isinstance(module, str):
+        from nnunet_se.modules import create_recalibration
+
+        def factory(channels: int, dims: int, size: tuple[int, ...] | None) -> nn.Module | None:
+            return create_recalibration(module, channels, dims, flavour, feature_size=size, **options)
+    else:
+        if options:
+            raise ValueError(f"options {sorted(options)} only apply to registry names, not to a module factory")
+
+        def factory(channels: int, dims: int, size: tuple[int, ...] | None) -> nn.Module | None:
+            return module(channels, dims)
+
+    sizes = _stage_feature_sizes(encoder, patch_size)
+    for s in range(len(encoder.stages) - 1):
+        channels = int(encoder.output_channels[s])
+        inserted = factory(channels, spatial_dims, sizes[s])
+        if inserted is None:  # registry name "none": nothing to insert
+            return []
+        _stage_container(encoder, s).append(RecalibrationSlot(inserted, channels))
+    paths = recalibration_paths(network)
+    logger.debug("inserted %d recalibration modules: %s", len(paths), paths)
+    return paths
+
+
+def recalibration_paths(network: nn.Module) -> list[str]:
+    """Dotted paths of the modules inserted by :func:`inject_recalibration`, shallowest first."""
+    return [f"{name}.module" for name, m in network.named_modules() if isinstance(m, RecalibrationSlot)]
+
+
+class NoSkipUNetDecoder(UNetDecoder):
+    """``UNetDecoder`` without skip connections (the paper's cSE-NS ablation).
+
+    Every decoder stage sees only the transposed-conv output of the stage below: ``(N, C_skip, *spatial)`` instead
+    of the concatenation ``(N, 2 * C_skip, *spatial)``; its first conv is narrowed accordingly. Built from an existing
+    decoder (sharing its encoder, transposed convs, stages and segmentation heads); deep supervision is unchanged.
+    """
+
+    def __init__(self, decoder: UNetDecoder):
+        nn.Module.__init__(self)
+        self.deep_supervision = decoder.deep_supervision
+        self.encoder = decoder.encoder
+        self.num_classes = decoder.num_classes
+        self.stages = decoder.stages
+        self.transpconvs = decoder.transpconvs
+        self.seg_layers = decoder.seg_layers
+        for stage in self.stages:
+            _narrow_first_conv(stage.convs[0])
+
+    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        """``skips`` as for ``UNetDecoder``; only the bottleneck ``skips[-1]`` is read."""
+        x = skips[-1]
+        seg_outputs = []
+        for s in range(len(self.stages)):
+            x = self.stages[s](self.transpconvs[s](x))
+            if self.deep_supervision or s == len(self.stages) - 1:
+                seg_outputs.append(self.seg_layers[s](x))
+        seg_outputs = seg_outputs[::-1]
+        return seg_outputs if self.deep_supervision else seg_outputs[0]
+
+
+def _narrow_first_conv(block: ConvDropoutNormReLU) -> None:
+    """Replace the block's conv by one taking half the input channels (the skip half is gone)."""
+    old = block.conv
+    new = type(old)(
+        old.in_channels // 2, old.out_channels, old.kernel_size, old.stride, padding=old.padding,
+        dilation=old.dilation, bias=old.bias is not None,
+    )
+    index = next(i for i, m in enumerate(block.all_modules) if m is old)
+    block.all_modules[index] = new
+    block.conv = new
+    block.input_channels = new.in_channels
+
+
+def remove_skip_connections(network: nn.Module) -> nn.Module:
+    """Make ``network.decoder`` ignore the skips (:class:`NoSkipUNetDecoder`); in place, returns ``network``.
+
+    The narrowed convs are initialised with the network's own ``initialize`` (He init) when it has one.
+    """
+    decoder = getattr(network, "decoder", None)
+    if type(decoder) is not UNetDecoder:
+        raise TypeError(
+            f"cannot remove skip connections from {type(network).__name__}: expected a .decoder of type UNetDecoder, "
+            f"got {type(decoder).__name__}"
+        )
+    network.decoder = NoSkipUNetDecoder(decoder)
+    init = getattr(network, "initialize", None)
+    if init is not None:
+        for stage in network.decoder.stages:
+            stage.convs[0].conv.apply(init)
+    return network

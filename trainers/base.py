@@ -1,0 +1,128 @@
+"""The one trainer mechanism shared by every plugin trainer: network build + injection, smoke-run controls, seeding.
+
+A plugin trainer is a small subclass of :class:`nnUNetTrainerRecalibration` that only sets class attributes
+(nnU-Net records ``__init__``'s arguments by signature, so variants must not add constructor parameters):
+
+- ``recalibration``: registry name of :func:`nnunet_se.modules.create_recalibration` (``None``: no module);
+- ``flavour``: ``"paper"`` or ``"original"``; ``recalibration_options``: extra options for the module factory;
+- ``skip_connections``: ``False`` replaces the decoder by :class:`nnunet_se.injection.NoSkipUNetDecoder`;
+- ``family`` / ``network_summary``: shown by ``nnunet-se list``.
+
+``build_network_architecture`` is a classmethod with nnU-Net 2.8.1's signature: nnU-Net calls it on the instance
+during training and on the class (``enable_deep_supervision=False``) in ``nnUNetv2_predict``, so both build the same
+module tree. Subclasses with their own backbone override :meth:`build_backbone`.
+
+Environment controls (all plugin trainers; unset means nnU-Net's own behaviour):
+``NNUNET_SE_NUM_EPOCHS`` (epochs), ``NNUNET_SE_NUM_ITERATIONS`` (train *and* val iterations per epoch),
+``NNUNET_SE_SEED`` (seeds Python, NumPy and torch when the trainer is created and again before the data loaders
+are built).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from nnunet_se.injection import inject_recalibration, remove_skip_connections
+
+ENV_EPOCHS = "NNUNET_SE_NUM_EPOCHS"
+ENV_ITERATIONS = "NNUNET_SE_NUM_ITERATIONS"
+ENV_SEED = "NNUNET_SE_SEED"
+NNUNET_DEFAULT_DEVICE = torch.device("cuda")  # nnUNetTrainer's own default
+
+
+def env_int(name: str, minimum: int) -> int | None:
+    """Integer value of environment variable ``name`` (``None`` when unset or empty); ValueError if invalid."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not an integer") from None
+    if number < minimum:
+        raise ValueError(f"{name}={number} must be >= {minimum}")
+    return number
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global RNG and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class nnUNetTrainerRecalibration(nnUNetTrainer):
+    """nnUNetTrainer on nnU-Net's own plans with ``recalibration`` injected after every encoder stage but the last."""
+
+    recalibration: ClassVar[str | None] = None
+    flavour: ClassVar[str] = "paper"
+    recalibration_options: ClassVar[dict[str, Any]] = {}
+    skip_connections: ClassVar[bool] = True
+    family: ClassVar[str] = "auto"
+    network_summary: ClassVar[str] = "nnU-Net plans (PlainConvUNet / ResidualEncoderUNet)"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = NNUNET_DEFAULT_DEVICE):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.seed = env_int(ENV_SEED, 0)
+        if self.seed is not None:
+            seed_everything(self.seed)
+        self.apply_schedule_overrides()
+
+    def apply_schedule_overrides(self) -> None:
+        """Apply ``NNUNET_SE_NUM_EPOCHS`` / ``NNUNET_SE_NUM_ITERATIONS`` over whatever schedule is set now."""
+        epochs = env_int(ENV_EPOCHS, 1)
+        iterations = env_int(ENV_ITERATIONS, 1)
+        if epochs is not None:
+            self.num_epochs = epochs
+        if iterations is not None:
+            self.num_iterations_per_epoch = iterations
+            self.num_val_iterations_per_epoch = iterations
+
+    def on_train_start(self) -> None:
+        """Seed again right before the data loaders exist; re-apply the overrides after subclasses set schedules."""
+        if self.seed is not None:
+            seed_everything(self.seed)
+            self.print_to_log_file(f"{ENV_SEED}={self.seed}")
+        super().on_train_start()
+        self.apply_schedule_overrides()
+        self.print_to_log_file(
+            f"{type(self).__name__}: recalibration={self.recalibration} flavour={self.flavour} "
+            f"options={self.recalibration_options} skip_connections={self.skip_connections} "
+            f"epochs={self.num_epochs} iterations/epoch={self.num_iterations_per_epoch} "
+            f"val iterations/epoch={self.num_val_iterations_per_epoch}"
+        )
+
+    @classmethod
+    def build_backbone(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                       num_input_channels: int, num_output_channels: int,
+                       enable_deep_supervision: bool = True) -> nn.Module:
+        """The network before injection: here nnU-Net's planned network."""
+        return nnUNetTrainer.build_network_architecture(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
+        )
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        """Backbone, then the recalibration modules (sized for the configuration's patch), then the skip removal."""
+        network = cls.build_backbone(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
+        )
+        if cls.recalibration is not None:
+            inject_recalibration(
+                network, cls.recalibration, cls.flavour, patch_size=configuration_manager.patch_size,
+                **cls.recalibration_options,
+            )
+        if not cls.skip_connections:
+            remove_skip_connections(network)
+        return network
