@@ -17,13 +17,13 @@ from nnunet_se.trainers.auto import (
     nnUNetTrainerSRM_original,
     nnUNetTrainerSSE,
 )
-from nnunet_se.trainers.base import nnUNetTrainerRecalibration
+from nnunet_se.trainers.base import RecalibrationTrainer
 
-ALL_TRAINERS: dict[str, type[nnUNetTrainerRecalibration]] = {t.__name__: t for t in AUTO_TRAINERS}
+ALL_TRAINERS: dict[str, type[RecalibrationTrainer]] = {t.__name__: t for t in AUTO_TRAINERS}
 
 __all__ = [
     "ALL_TRAINERS",
-    "nnUNetTrainerRecalibration",
+    "RecalibrationTrainer",
     "nnUNetTrainerCSE",
     "nnUNetTrainerCSE_original",
     "nnUNetTrainerSSE",

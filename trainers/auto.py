@@ -7,54 +7,54 @@ reference (``recalibration_reference.md`` §8). sSE and Mono have a single defin
 
 from __future__ import annotations
 
-from nnunet_se.trainers.base import nnUNetTrainerRecalibration
+from nnunet_se.trainers.base import RecalibrationTrainer
 
 
-class nnUNetTrainerCSE(nnUNetTrainerRecalibration):
+class nnUNetTrainerCSE(RecalibrationTrainer):
     recalibration = "cse"
 
 
-class nnUNetTrainerCSE_original(nnUNetTrainerRecalibration):
+class nnUNetTrainerCSE_original(RecalibrationTrainer):
     recalibration = "cse"
     flavour = "original"
 
 
-class nnUNetTrainerSSE(nnUNetTrainerRecalibration):
+class nnUNetTrainerSSE(RecalibrationTrainer):
     recalibration = "sse"
 
 
-class nnUNetTrainerSCSE(nnUNetTrainerRecalibration):
+class nnUNetTrainerSCSE(RecalibrationTrainer):
     recalibration = "scse"
 
 
-class nnUNetTrainerSCSE_original(nnUNetTrainerRecalibration):
+class nnUNetTrainerSCSE_original(RecalibrationTrainer):
     recalibration = "scse"
     flavour = "original"
 
 
-class nnUNetTrainerSRM(nnUNetTrainerRecalibration):
+class nnUNetTrainerSRM(RecalibrationTrainer):
     recalibration = "srm"
 
 
-class nnUNetTrainerSRM_original(nnUNetTrainerRecalibration):
+class nnUNetTrainerSRM_original(RecalibrationTrainer):
     recalibration = "srm"
     flavour = "original"
 
 
-class nnUNetTrainerFCA(nnUNetTrainerRecalibration):
+class nnUNetTrainerFCA(RecalibrationTrainer):
     recalibration = "fca"
 
 
-class nnUNetTrainerFCA_original(nnUNetTrainerRecalibration):
+class nnUNetTrainerFCA_original(RecalibrationTrainer):
     recalibration = "fca"
     flavour = "original"
 
 
-class nnUNetTrainerMono(nnUNetTrainerRecalibration):
+class nnUNetTrainerMono(RecalibrationTrainer):
     recalibration = "mono"
 
 
-AUTO_TRAINERS: tuple[type[nnUNetTrainerRecalibration], ...] = (
+AUTO_TRAINERS: tuple[type[RecalibrationTrainer], ...] = (
     nnUNetTrainerCSE, nnUNetTrainerCSE_original, nnUNetTrainerSSE, nnUNetTrainerSCSE, nnUNetTrainerSCSE_original,
     nnUNetTrainerSRM, nnUNetTrainerSRM_original, nnUNetTrainerFCA, nnUNetTrainerFCA_original, nnUNetTrainerMono,
 )

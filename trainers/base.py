@@ -1,6 +1,6 @@
 """The one trainer mechanism shared by every plugin trainer: network build + injection, smoke-run controls, seeding.
 
-A plugin trainer is a small subclass of :class:`nnUNetTrainerRecalibration` that only sets class attributes
+A plugin trainer is a small subclass of :class:`RecalibrationTrainer` that only sets class attributes
 (nnU-Net records ``__init__``'s arguments by signature, so variants must not add constructor parameters):
 
 - ``recalibration``: registry name of :func:`nnunet_se.modules.create_recalibration` (``None``: no module);
@@ -59,7 +59,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class nnUNetTrainerRecalibration(nnUNetTrainer):
+class RecalibrationTrainer(nnUNetTrainer):
     """nnUNetTrainer on nnU-Net's own plans with ``recalibration`` injected after every encoder stage but the last."""
 
     recalibration: ClassVar[str | None] = None
