@@ -2,20 +2,90 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 from collections.abc import Sequence
+
+from nnunet_se.conversion.converter import DatasetRules, Options, conversion_metadata, convert
+from nnunet_se.conversion.sources import collect_sources
+from nnunet_se.conversion.splits import SCHEMES
+from nnunet_se.conversion.writer import RawDatasetWriter, install_sigterm_handler
 
 from nnunet_se.errors import UserError, run_cli
 
 
-def _convert(argv: Sequence[str]) -> int:
-    import argparse
+def _rules(dataset: str) -> DatasetRules:
+    if dataset == "isic2018":
+        from nnunet_se.conversion.isic2018 import RULES
+    elif dataset == "kvasir":
+        from nnunet_se.conversion.kvasir import RULES
+    else:
+        from nnunet_se.conversion.busi import RULES
+    return RULES
 
+
+def _size(value: str) -> int | None:
+    if value == "native":
+        return None
+    if not value.isdigit() or int(value) < 8:
+        raise argparse.ArgumentTypeError("expected a side length in pixels (e.g. 224) or 'native'")
+    return int(value)
+
+
+def _default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet-se-convert", description=__doc__.split(":", 1)[1].strip())
     parser.add_argument("dataset", choices=["isic2018", "kvasir", "busi"])
-    parser.add_argument("source", help="extracted folder or official archive")
+    parser.add_argument("source", nargs="+", help="extracted folder(s) or official archive(s) (zip)")
     parser.add_argument("--id", type=int, required=True, help="nnU-Net dataset id (1-999)")
-    parser.parse_args(argv)
-    raise UserError("conversion is not yet available in this version")
+    parser.add_argument("--name", help="dataset name (default: ISIC2018, KvasirSEG, BUSI)")
+    parser.add_argument("--size", type=_size, default=224, help="square side in pixels, or 'native' (default 224)")
+    parser.add_argument("--splits", choices=SCHEMES, default="paper", help="fold scheme (default paper)")
+    parser.add_argument("--folds", type=int, help="number of folds (default: paper 10, authors 5)")
+    parser.add_argument("--seed", type=int, default=42, help="split seed (default 42, the authors' BUSI seed)")
+    parser.add_argument("--include-normal", action="store_true", help="BUSI: keep the 'normal' class")
+    parser.add_argument("--dedupe", action="store_true", help="drop duplicates (keep one per group)")
+    parser.add_argument("--workers", type=int, default=_default_workers(), help="processes (default: all cores)")
+    parser.add_argument("--raw-dir", default=os.environ.get("nnUNet_raw"), help="default $nnUNet_raw")
+    parser.add_argument("--preprocessed-dir", default=os.environ.get("nnUNet_preprocessed"),
+                        help="where splits_final.json goes (default $nnUNet_preprocessed)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset with the same id")
+    return parser
+
+
+def _convert(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.raw_dir:
+        raise UserError("nnUNet_raw is not set: export it or pass --raw-dir")
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be >= 1")
+    if args.dataset != "busi" and args.include_normal:
+        raise UserError("--include-normal only applies to busi")
+    rules = _rules(args.dataset)
+    options = Options(
+        size=args.size, workers=args.workers, include_normal=args.include_normal, dedupe=args.dedupe,
+        scheme=args.splits, folds=args.folds, seed=args.seed,
+    )
+    install_sigterm_handler()
+    files = collect_sources(args.source)
+    writer = RawDatasetWriter(
+        args.raw_dir, args.id, args.name or rules.default_name, overwrite=args.overwrite,
+        preprocessed_dir=args.preprocessed_dir, metadata=conversion_metadata(rules, options),
+    )
+    with writer:
+        summary = convert(rules, files, writer, options, ", ".join(args.source))
+    print(
+        f"wrote {writer.output}: {summary['train']} training + {summary['test']} test cases, "
+        f"{summary['duplicate_groups']} duplicate group(s), {summary['dropped']} dropped"
+    )
+    if summary["scheme"] == "nnunet":
+        print("splits: none written (nnU-Net makes its own 5 folds)")
+    else:
+        print(f"splits: {summary['scheme']}, {summary['folds']} folds, seed {summary['seed']}, grouped by duplicates")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

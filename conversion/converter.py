@@ -1,0 +1,235 @@
+"""The one conversion mechanism: dataset rules (data) -> decoded, resized cases -> atomic raw dataset + splits.
+
+Each dataset module (``isic2018``, ``kvasir``, ``busi``) only provides a :class:`DatasetRules`: where its files are
+in the downloaded layout, how images pair with masks, the mask threshold, classes and the authors' split scheme.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import re
+import signal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnunet_se.conversion.duplicates import PHASH_THRESHOLD
+from nnunet_se.conversion.images import decode_image, decode_mask, resize_image, resize_mask
+from nnunet_se.conversion.sources import SourceFile
+from nnunet_se.conversion.splits import DEFAULT_FOLDS, make_splits
+from nnunet_se.conversion.writer import Case, RawDatasetWriter, StagedCase, stage_case
+from tqdm import tqdm
+
+from nnunet_se.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class CaseSource:
+    """Where one case comes from: its image, its mask file(s) (union; empty = no label) and class."""
+
+    case_id: str
+    image: SourceFile
+    masks: tuple[SourceFile, ...]
+    subset: str = "train"
+    cls: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetRules:
+    """Everything dataset-specific. ``find_cases(files, include_normal)`` returns the cases in canonical order."""
+
+    key: str
+    default_name: str
+    layout: str
+    mask_threshold: int | None
+    find_cases: Callable[[list[SourceFile], bool], list[CaseSource]]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Conversion settings: ``size`` = target side in pixels or None (native)."""
+
+    size: int | None = 224
+    workers: int = 1
+    include_normal: bool = False
+    dedupe: bool = False
+    scheme: str = "paper"
+    folds: int | None = None
+    seed: int = 42
+
+
+def sanitize(name: str) -> str:
+    """A source file stem as an nnU-Net-safe case id (letters, digits, '_', '-')."""
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9\-]+", "_", name)).strip("_")
+
+
+def is_image(file: SourceFile) -> bool:
+    return file.suffix in IMAGE_SUFFIXES
+
+
+def pair_files(
+    images: Iterable[tuple[str, SourceFile]], masks: Iterable[tuple[str, SourceFile]], require_mask: bool = True
+) -> Iterator[tuple[str, SourceFile, tuple[SourceFile, ...]]]:
+    """Join (key, image) with (key, mask) pairs: every image needs a mask (if required), every mask an image."""
+    by_key: dict[str, SourceFile] = {}
+    for key, image in images:
+        if key in by_key:
+            raise UserError(f"{image.display}: a second image for {key!r} (first: {by_key[key].display})")
+        by_key[key] = image
+    masks_of: dict[str, list[SourceFile]] = {}
+    for key, mask in masks:
+        if key not in by_key:
+            raise UserError(f"{mask.display}: mask without image (no image named {key!r} beside it)")
+        masks_of.setdefault(key, []).append(mask)
+    for key in sorted(by_key):
+        if require_mask and key not in masks_of:
+            raise UserError(f"{by_key[key].display}: image without mask")
+        yield key, by_key[key], tuple(sorted(masks_of.get(key, ())))
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def convert_case(task: tuple[CaseSource, int | None, int | None, Path]) -> StagedCase:
+    """Decode, check, resize and stage one case (runs in worker processes)."""
+    source, size, threshold, staging = task
+    image = decode_image(source.image.read(), source.image.display, size)
+    notes = list(image.notes)
+    mask = None
+    for mask_file in source.masks:
+        decoded = decode_mask(mask_file.read(), mask_file.display, threshold)
+        if decoded.size != image.size:
+            (mw, mh), (iw, ih) = decoded.size, image.size
+            raise UserError(
+                f"{mask_file.display}: mask size {mw}x{mh} does not match its image {source.image.display} ({iw}x{ih})"
+            )
+        mask = decoded.pixels if mask is None else mask | decoded.pixels
+        notes.extend(decoded.notes)
+    if len(source.masks) > 1:
+        notes.append(f"union of {len(source.masks)} masks")
+    pixels = image.pixels
+    if size is not None:
+        pixels = resize_image(pixels, size)
+        mask = None if mask is None else resize_mask(mask, size)
+    elif mask is not None and mask.shape != pixels.shape[:2]:
+        raise UserError(f"{source.image.display}: decoded size differs from its mask")
+    case = Case(
+        source.case_id, pixels, mask, source.subset, source.cls, source.image.rel,
+        tuple(m.rel for m in source.masks), image.size, _unique(notes),
+    )
+    return stage_case(staging, case)
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and cleans up
+
+
+def run_parallel(tasks: Sequence[Any], func: Callable[[Any], StagedCase], workers: int) -> list[StagedCase]:
+    """``func`` over ``tasks`` in ``workers`` processes (fork where available) with a tqdm bar; results in order."""
+    bar = tqdm(total=len(tasks), unit="img", desc="converting", disable=None)
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            out = []
+            for task in tasks:
+                out.append(func(task))
+                bar.update()
+            return out
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_worker_init)
+        try:
+            out = []
+            for result in executor.map(func, tasks):
+                out.append(result)
+                bar.update()
+            return out
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
+
+
+def _dedupe(writer: RawDatasetWriter, groups: list[list[str]]) -> list[str]:
+    """Keep the first case of each duplicate group; drop whole groups whose members disagree on the class."""
+    cls = {r.case_id: r.cls for r in writer.training_cases()}
+    dropped = []
+    for group in groups:
+        conflicting = len({cls[c] for c in group}) > 1
+        dropped.extend(group if conflicting else group[1:])
+    writer.drop(dropped)
+    return dropped
+
+
+def convert(
+    rules: DatasetRules,
+    files: list[SourceFile],
+    writer: RawDatasetWriter,
+    options: Options,
+    sources_label: str,
+) -> dict[str, Any]:
+    """Convert ``files`` with ``rules`` into ``writer`` (already entered); returns a summary for the CLI."""
+    cases = rules.find_cases(files, options.include_normal)
+    if not any(c.subset == "train" for c in cases):
+        raise UserError(f"{sources_label}: empty or wrong layout; expected {rules.layout}")
+    tasks = [(c, options.size, rules.mask_threshold, writer.staging) for c in cases]
+    for staged in run_parallel(tasks, convert_case, options.workers):
+        writer.record(staged)
+    groups = writer.duplicate_groups()
+    for group in groups:
+        log.warning("duplicate group: %s", ", ".join(group))
+    dropped = _dedupe(writer, groups) if options.dedupe else []
+    if dropped:
+        log.warning("--dedupe dropped %d cases: %s", len(dropped), ", ".join(dropped))
+    train = writer.training_cases()
+    summary: dict[str, Any] = {
+        "train": len(train),
+        "test": len(writer.records) - len(train),
+        "duplicate_groups": len(groups),
+        "dropped": len(dropped),
+        "scheme": options.scheme,
+    }
+    if options.scheme != "nnunet":
+        folds = options.folds or DEFAULT_FOLDS[options.scheme]
+        ids = [r.case_id for r in train]
+        classes = [r.cls for r in train]
+        remaining = [[c for c in g if c in set(ids)] for g in groups]
+        splits = make_splits(ids, classes, [g for g in remaining if len(g) > 1], options.scheme, folds, options.seed)
+        writer.set_splits(
+            splits,
+            {
+                "scheme": options.scheme,
+                "folds": folds,
+                "seed": options.seed,
+                "stratified_by": "class" if any(classes) else None,
+                "grouped_by": "duplicate_group",
+                "phash_threshold": writer.phash_threshold,
+            },
+        )
+        summary.update(folds=folds, seed=options.seed)
+    return summary
+
+
+def conversion_metadata(rules: DatasetRules, options: Options) -> dict[str, Any]:
+    """The ``dataset.json`` extras that record how the dataset was made (no paths, no times: deterministic)."""
+    return {
+        **rules.metadata,
+        "nnunet_se": {
+            "converter": rules.key,
+            "size": options.size if options.size is not None else "native",
+            "image_resize": "bilinear (Pillow, reducing_gap 3; JPEG DCT-scaled decode first)",
+            "mask_resize": "bilinear on 0/1, threshold 0.5",
+            "mask_threshold": rules.mask_threshold,
+            "include_normal": options.include_normal,
+            "dedupe": options.dedupe,
+            "phash_threshold": PHASH_THRESHOLD,
+        },
+    }

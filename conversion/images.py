@@ -1,0 +1,122 @@
+"""Decoding, safe mode conversion, resizing and thresholding of source images and masks.
+
+Images become (H, W, 3) uint8 RGB; masks become (H, W) bool. Sizes are (width, height) in pixels, as in Pillow.
+At a target size, JPEGs are decoded at reduced scale (DCT scaling, ``Image.draft``: the largest 1/1..1/8 scale that
+keeps both sides >= the target) before the exact bilinear resize.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from nnunet_se.errors import UserError
+
+RESIZE_FILTER = Image.Resampling.BILINEAR
+REDUCING_GAP = 3.0
+"""Pillow's ``reducing_gap``: integer box reduction first while the image is > 3x the target (visually exact)."""
+
+
+@dataclass
+class Decoded:
+    """A decoded image: ``pixels`` (H, W, 3) uint8 or (H, W) bool, ``size`` = original (width, height)."""
+
+    pixels: np.ndarray
+    size: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
+
+
+def _open(data: bytes, name: str, target: int | None) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        if target is not None and image.format == "JPEG":
+            image.draft("RGB", (target, target))
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"{name}: corrupt or truncated image ({exc})") from exc
+    return image
+
+
+def _original_size(data: bytes, image: Image.Image) -> tuple[int, int]:
+    """Size before any draft scaling (Pillow reports the reduced size after ``draft``)."""
+    if image.format == "JPEG":
+        return Image.open(io.BytesIO(data)).size
+    return image.size
+
+
+def _to_8bit(arr: np.ndarray) -> np.ndarray:
+    """16/32-bit integer grey -> uint8 (value * 255 / 65535, rounded) when it exceeds 255, else cast."""
+    if arr.max(initial=0) <= 255:
+        return arr.astype(np.uint8)
+    return ((arr.astype(np.uint64) * 255 + 32767) // 65535).clip(0, 255).astype(np.uint8)
+
+
+def decode_image(data: bytes, name: str, target: int | None) -> Decoded:
+    """Decode to RGB uint8; grey, palette, CMYK, opaque RGBA and 16-bit inputs are converted (and noted).
+
+    An alpha channel with transparent pixels cannot be dropped safely and raises :class:`UserError`.
+    """
+    image = _open(data, name, target)
+    size = _original_size(data, image)
+    notes: list[str] = []
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = _to_8bit(np.asarray(image))
+        notes.append("16-bit grey scaled to 8-bit and replicated to RGB")
+        return Decoded(np.repeat(arr[:, :, None], 3, axis=2), size, notes)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"))
+        if rgba[:, :, 3].min() < 255:
+            raise UserError(f"{name}: image has transparent pixels (mode {mode}); cannot convert it to RGB safely")
+        notes.append(f"{mode} with opaque alpha converted to RGB")
+    elif mode in ("L", "1"):
+        notes.append("grey replicated to RGB")
+    elif mode != "RGB":
+        notes.append(f"{mode} converted to RGB")
+    if mode != "RGB":
+        image = image.convert("RGB")
+    return Decoded(np.asarray(image), size, notes)
+
+
+def decode_mask(data: bytes, name: str, threshold: int | None) -> Decoded:
+    """Decode a mask to bool.
+
+    With ``threshold`` (lossy JPEG masks), foreground = grey value >= threshold. Without it (lossless masks) the
+    values must already be binary: {0, 1}, {0, 255} or {0, 65535} (one of them may be absent), else
+    :class:`UserError`. Colour masks are reduced to grey (ITU-R 601 luma), alpha is ignored.
+    """
+    image = _open(data, name, None)
+    notes: list[str] = []
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.asarray(image).astype(np.int64)
+        notes.append("16-bit mask")
+    else:
+        if image.mode not in ("L", "1"):
+            notes.append(f"{image.mode} mask reduced to grey")
+        grey = np.asarray(image.convert("L")).astype(np.int64)
+    if threshold is not None:
+        return Decoded(grey >= threshold, image.size, notes)
+    values = np.unique(grey)
+    top = int(values[-1])
+    if len(values) > 2 or not set(values.tolist()) <= {0, top} or top not in (0, 1, 255, 65535):
+        shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        raise UserError(f"{name}: mask values [{shown}] are not binary (expected 0 and 255, or 0 and 1)")
+    return Decoded(grey > 0, image.size, notes)
+
+
+def resize_image(pixels: np.ndarray, target: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (target, target, 3) uint8, bilinear."""
+    image = Image.fromarray(pixels)
+    return np.asarray(image.resize((target, target), RESIZE_FILTER, reducing_gap=REDUCING_GAP))
+
+
+def resize_mask(mask: np.ndarray, target: int) -> np.ndarray:
+    """(H, W) bool -> (target, target) bool: bilinear on the mask scaled to [0, 1], then >= 0.5.
+
+    Computed in 8 bits: the mask as 0/255, bilinear resize, foreground where the result is >= 128.
+    """
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(image.resize((target, target), RESIZE_FILTER, reducing_gap=REDUCING_GAP)) >= 128

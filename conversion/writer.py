@@ -1,0 +1,339 @@
+"""Atomic writer of nnU-Net raw datasets (2D RGB PNG, labels background 0 / lesion 1), shared by every converter.
+
+API (also used by the demo's synthetic generator)::
+
+    from nnunet_se.conversion.writer import Case, RawDatasetWriter
+
+    with RawDatasetWriter(raw_dir, 501, "Synthetic", overwrite=True) as writer:
+        writer.add(Case("case_0001", rgb, mask))            # rgb (H, W, 3) uint8, mask (H, W) bool or 0/1
+        writer.add(Case("test_0001", rgb2, None, subset="test"))   # imagesTs, no label
+        writer.set_splits(splits, {"scheme": "paper", "seed": 42})  # optional, see nnunet_se.conversion.splits
+    # on a clean exit: <raw_dir>/Dataset501_Synthetic/ exists with
+    #   imagesTr/<case>_0000.png  labelsTr/<case>.png  [imagesTs/, labelsTs/]  dataset.json  nnunet_se_cases.csv
+    #   [splits_final.json  nnunet_se_splits.json]  (the splits also go to <preprocessed_dir>/Dataset501_Synthetic/)
+    # on an exception, Ctrl-C or SIGTERM (see install_sigterm_handler): nothing named Dataset501_* is left behind.
+
+Cases are staged in a hidden folder ``.nnunet-se-partial-NNN-<pid>`` inside ``raw_dir`` (same file system) that
+is renamed to ``DatasetNNN_Name`` at the end. Parallel converters call :func:`stage_case` in worker processes with
+:attr:`RawDatasetWriter.staging` and hand the returned :class:`StagedCase` to :meth:`RawDatasetWriter.record`.
+An id already used by a dataset in ``raw_dir`` (or by a differently named one in ``preprocessed_dir``) is an error
+unless ``overwrite``; overwriting replaces the raw folder and deletes that id's stale preprocessed folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from nnunet_se.conversion.cases import CASE_TABLE, write_case_table
+from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, phash, pixel_digest
+from PIL import Image
+
+from nnunet_se.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CHANNEL_NAMES = {"0": "rgb_to_0_1", "1": "rgb_to_0_1", "2": "rgb_to_0_1"}
+"""``rgb_to_0_1`` selects nnU-Net's RGBTo01Normalization (x / 255); names like "R" would give per-image z-score."""
+LABELS = {"background": 0, "lesion": 1}
+FILE_ENDING = ".png"
+SPLITS_FILE = "splits_final.json"
+SPLITS_SIDECAR = "nnunet_se_splits.json"
+_PARTIAL_PREFIX = ".nnunet-se-partial-"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+_CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
+
+
+@dataclass
+class Case:
+    """One in-memory case: ``image`` (H, W, 3) uint8 RGB, ``mask`` (H, W) bool/0-1 or None (test without labels).
+
+    ``subset`` is ``train`` (imagesTr/labelsTr) or ``test`` (imagesTs[/labelsTs]); ``cls`` the case's class or "";
+    ``original_size`` (width, height) before resizing (defaults to the image's size).
+    """
+
+    case_id: str
+    image: np.ndarray
+    mask: np.ndarray | None
+    subset: str = "train"
+    cls: str = ""
+    source_image: str = ""
+    source_masks: tuple[str, ...] = ()
+    original_size: tuple[int, int] | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StagedCase:
+    """What was written for one case, plus its pixel digest and perceptual hash (for duplicate detection)."""
+
+    case_id: str
+    subset: str
+    has_label: bool
+    cls: str
+    source_image: str
+    source_masks: tuple[str, ...]
+    original_size: tuple[int, int]
+    notes: tuple[str, ...]
+    digest: str
+    phash: int
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    Image.fromarray(array).save(path, format="PNG", compress_level=1)
+
+
+def stage_case(staging: Path, case: Case) -> StagedCase:
+    """Validate ``case`` and write its PNGs under ``staging``; safe to call from worker processes."""
+    if not _CASE_RE.match(case.case_id):
+        raise UserError(f"case id {case.case_id!r}: use letters, digits, '_', '-', '.' only")
+    if case.subset not in ("train", "test"):
+        raise UserError(f"case {case.case_id}: subset must be 'train' or 'test', not {case.subset!r}")
+    image = np.asarray(case.image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise UserError(f"case {case.case_id}: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    if case.subset == "train" and case.mask is None:
+        raise UserError(f"case {case.case_id}: training cases need a mask")
+    images_dir, labels_dir = ("imagesTr", "labelsTr") if case.subset == "train" else ("imagesTs", "labelsTs")
+    (staging / images_dir).mkdir(exist_ok=True)
+    _save_png(image, staging / images_dir / f"{case.case_id}_0000{FILE_ENDING}")
+    if case.mask is not None:
+        mask = np.asarray(case.mask)
+        if mask.shape != image.shape[:2]:
+            raise UserError(f"case {case.case_id}: mask shape {mask.shape} differs from image shape {image.shape[:2]}")
+        if not np.isin(mask, (0, 1)).all():
+            raise UserError(f"case {case.case_id}: mask values must be 0/1")
+        (staging / labels_dir).mkdir(exist_ok=True)
+        _save_png(mask.astype(np.uint8), staging / labels_dir / f"{case.case_id}{FILE_ENDING}")
+    size = case.original_size or (image.shape[1], image.shape[0])
+    return StagedCase(
+        case.case_id, case.subset, case.mask is not None, case.cls, case.source_image, tuple(case.source_masks),
+        (int(size[0]), int(size[1])), tuple(case.notes), pixel_digest(image), phash(image),
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def install_sigterm_handler() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in the main process, so ``kill`` cleans up like Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class RawDatasetWriter:
+    """Context manager that stages cases and publishes ``<raw_dir>/DatasetNNN_<name>`` atomically on success."""
+
+    def __init__(
+        self,
+        raw_dir: str | os.PathLike[str],
+        dataset_id: int,
+        name: str,
+        *,
+        overwrite: bool = False,
+        preprocessed_dir: str | os.PathLike[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        phash_threshold: int = PHASH_THRESHOLD,
+    ) -> None:
+        if not 1 <= dataset_id <= 999:
+            raise UserError(f"--id {dataset_id}: nnU-Net dataset ids are 1-999")
+        if not _NAME_RE.match(name):
+            raise UserError(f"--name {name!r}: use letters, digits, '_' and '-' only")
+        self.raw_dir = Path(raw_dir).expanduser().resolve()
+        self.dataset_id = dataset_id
+        self.dataset_name = f"Dataset{dataset_id:03d}_{name}"
+        self.overwrite = overwrite
+        self.preprocessed_dir = Path(preprocessed_dir).expanduser().resolve() if preprocessed_dir else None
+        self.metadata = dict(metadata or {})
+        self.phash_threshold = phash_threshold
+        self.staging = self.raw_dir / f"{_PARTIAL_PREFIX}{dataset_id:03d}-{os.getpid()}"
+        self._records: dict[str, StagedCase] = {}
+        self._splits: list[dict[str, list[str]]] | None = None
+        self._splits_meta: dict[str, Any] = {}
+        self._groups: list[list[str]] | None = None
+
+    @property
+    def output(self) -> Path:
+        """The final dataset folder ``<raw_dir>/DatasetNNN_<name>``."""
+        return self.raw_dir / self.dataset_name
+
+    def _same_id(self, root: Path | None) -> list[Path]:
+        if root is None or not root.is_dir():
+            return []
+        prefix = f"Dataset{self.dataset_id:03d}_"
+        return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix))
+
+    def _check_ids(self) -> None:
+        if self.overwrite:
+            return
+        for existing in self._same_id(self.raw_dir):
+            raise UserError(f"{existing}: id {self.dataset_id} is already used (pass --overwrite to replace it)")
+        for existing in self._same_id(self.preprocessed_dir):
+            if existing.name != self.dataset_name:
+                raise UserError(
+                    f"{existing}: id {self.dataset_id} is already used by another dataset in nnUNet_preprocessed "
+                    "(pass --overwrite to replace it)"
+                )
+
+    def __enter__(self) -> RawDatasetWriter:
+        self._check_ids()
+        self.raw_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.raw_dir.glob(f"{_PARTIAL_PREFIX}{self.dataset_id:03d}-*"):
+            if not _pid_alive(int(stale.name.rsplit("-", 1)[1])):
+                shutil.rmtree(stale, ignore_errors=True)
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    # -- cases ---------------------------------------------------------------------------------------------------
+    def add(self, case: Case) -> StagedCase:
+        """Write one in-memory case into the staging folder and record it."""
+        staged = stage_case(self.staging, case)
+        self.record(staged)
+        return staged
+
+    def record(self, staged: StagedCase) -> None:
+        """Record a case already written by :func:`stage_case` (e.g. in a worker process)."""
+        if staged.case_id in self._records:
+            raise UserError(f"case id {staged.case_id} occurs twice (two sources map to the same id)")
+        self._records[staged.case_id] = staged
+        self._groups = None
+
+    @property
+    def records(self) -> list[StagedCase]:
+        """Recorded cases sorted by case id."""
+        return [self._records[k] for k in sorted(self._records)]
+
+    def training_cases(self) -> list[StagedCase]:
+        return [r for r in self.records if r.subset == "train"]
+
+    def duplicate_groups(self) -> list[list[str]]:
+        """Exact/near duplicate groups among the training cases (see :mod:`nnunet_se.conversion.duplicates`)."""
+        if self._groups is None:
+            train = self.training_cases()
+            self._groups = duplicate_groups(
+                [r.case_id for r in train], [r.digest for r in train], [r.phash for r in train], self.phash_threshold
+            )
+        return self._groups
+
+    def drop(self, case_ids: Sequence[str]) -> None:
+        """Remove recorded cases and their staged files (used by ``--dedupe``)."""
+        for case_id in case_ids:
+            rec = self._records.pop(case_id)
+            images_dir, labels_dir = ("imagesTr", "labelsTr") if rec.subset == "train" else ("imagesTs", "labelsTs")
+            (self.staging / images_dir / f"{case_id}_0000{FILE_ENDING}").unlink()
+            if rec.has_label:
+                (self.staging / labels_dir / f"{case_id}{FILE_ENDING}").unlink()
+        self._groups = None
+
+    def set_splits(self, splits: list[dict[str, list[str]]] | None, meta: dict[str, Any] | None = None) -> None:
+        """Folds as nnU-Net's ``splits_final.json`` list of ``{"train": [...], "val": [...]}``, plus a sidecar."""
+        self._splits = splits
+        self._splits_meta = dict(meta or {})
+
+    # -- publishing ----------------------------------------------------------------------------------------------
+    def _commit(self) -> None:
+        train = self.training_cases()
+        if not train:
+            raise UserError(f"{self.dataset_name}: no training cases to write")
+        group_of = {c: f"dup_{i:03d}" for i, group in enumerate(self.duplicate_groups(), 1) for c in group}
+        dataset_json = {
+            "channel_names": CHANNEL_NAMES,
+            "labels": LABELS,
+            "numTraining": len(train),
+            "file_ending": FILE_ENDING,
+            "overwrite_image_reader_writer": "NaturalImage2DIO",
+            "name": self.dataset_name,
+            **self.metadata,
+        }
+        _write_json(self.staging / "dataset.json", dataset_json)
+        write_case_table(
+            self.staging / CASE_TABLE,
+            (
+                {
+                    "case_id": r.case_id,
+                    "subset": r.subset,
+                    "class": r.cls,
+                    "source_image": r.source_image,
+                    "source_masks": ";".join(r.source_masks),
+                    "original_size": f"{r.original_size[0]}x{r.original_size[1]}",
+                    "duplicate_group": group_of.get(r.case_id, ""),
+                    "notes": ";".join(r.notes),
+                }
+                for r in self.records
+            ),
+        )
+        if self._splits is not None:
+            _write_json(self.staging / SPLITS_FILE, self._splits)
+            sidecar = {**self._splits_meta, "duplicate_groups": self.duplicate_groups()}
+            _write_json(self.staging / SPLITS_SIDECAR, sidecar)
+        self._publish()
+
+    def _publish(self) -> None:
+        replaced = self._same_id(self.raw_dir)
+        trash = [p.with_name(f"{_PARTIAL_PREFIX}old-{p.name}-{os.getpid()}") for p in replaced]
+        for old, tmp in zip(replaced, trash, strict=True):
+            old.rename(tmp)
+        self.staging.rename(self.output)
+        for tmp in trash:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if replaced:
+            log.info("replaced %s", ", ".join(str(p) for p in replaced))
+        self._update_preprocessed()
+
+    def _update_preprocessed(self) -> None:
+        if self.preprocessed_dir is None:
+            if self._splits is not None:
+                log.warning(
+                    "nnUNet_preprocessed is not set: splits_final.json is only in %s "
+                    "(nnUNetv2_plan_and_preprocess copies it from there)", self.output
+                )
+            return
+        if self.overwrite:
+            for stale in self._same_id(self.preprocessed_dir):
+                shutil.rmtree(stale)
+                log.info("removed stale preprocessed data %s", stale)
+        target = self.preprocessed_dir / self.dataset_name
+        if self._splits is None:
+            if (target / SPLITS_FILE).exists():
+                log.warning("%s exists and was not written by this run", target / SPLITS_FILE)
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        for fname in (SPLITS_FILE, SPLITS_SIDECAR):
+            tmp = target / f".{fname}.{os.getpid()}.tmp"
+            shutil.copyfile(self.output / fname, tmp)
+            os.replace(tmp, target / fname)
