@@ -1,0 +1,306 @@
+"""The paper's fixed-configuration trainers: ES split, plateau schedule, network protocol, in-process training."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from nnunet_se.trainers.early_stopping import EarlyStopping, split_early_stopping
+from nnunet_se.trainers.paper import (
+    CHECKPOINT_KEY,
+    ES_SPLIT_FILE,
+    PAPER_TRAINERS,
+    build_paper_unet,
+    nnUNetTrainerPaper,
+    nnUNetTrainerPaperMono,
+)
+from nnunet_se.trainers.plateau import build_plateau_scheduler
+from nnunetv2.utilities.crossval_split import generate_crossval_split
+from torch import nn
+
+from nnunet_se.modules import parameter_count
+
+KEYS = [f"case{i:03d}" for i in range(100)]
+
+
+# ---- early-stopping split -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n, expected", [(2, 1), (9, 1), (10, 1), (14, 1), (15, 2), (25, 3), (100, 10), (101, 10)])
+def test_es_split_size(n: int, expected: int) -> None:
+    fit, es = split_early_stopping(KEYS[:n] if n <= 100 else [f"k{i}" for i in range(n)], 0.1, seed=0)
+    assert len(es) == expected
+    assert len(fit) + len(es) == n and not set(fit) & set(es)
+
+
+def test_es_split_deterministic_and_seeded() -> None:
+    a = split_early_stopping(KEYS, 0.1, seed=7)
+    b = split_early_stopping(list(reversed(KEYS)), 0.1, seed=7)  # input order does not matter
+    c = split_early_stopping(KEYS, 0.1, seed=8)
+    assert a == b
+    assert a[1] != c[1]
+    assert a[0] == sorted(a[0]) and a[1] == sorted(a[1])
+
+
+@pytest.mark.parametrize(
+    "sizes, expected",
+    [
+        ({"benign": 60, "malignant": 30, "normal": 10}, {"benign": 6, "malignant": 3, "normal": 1}),
+        ({"benign": 45, "malignant": 25}, {"benign": 5, "malignant": 2}),  # 7 = 4.5 + 2.5: tie -> larger group
+        ({"a": 19, "b": 1}, {"a": 2, "b": 0}),
+    ],
+)
+def test_es_split_stratified(sizes: dict[str, int], expected: dict[str, int]) -> None:
+    classes, i = {}, 0
+    for name, count in sizes.items():
+        for _ in range(count):
+            classes[f"c{i:03d}"] = name
+            i += 1
+    _, es = split_early_stopping(list(classes), 0.1, seed=3, classes=classes)
+    counts = {name: sum(classes[k] == name for k in es) for name in sizes}
+    assert counts == expected
+
+
+def test_es_split_within_fold_training_cases() -> None:
+    for fold in generate_crossval_split(KEYS, seed=12345, n_splits=5):
+        fit, es = split_early_stopping(fold["train"], 0.1, seed=12345)
+        assert set(es) <= set(fold["train"]) and not set(es) & set(fold["val"])
+        assert len(es) == 8 and set(fit) | set(es) == set(fold["train"])
+
+
+def test_early_stopping_patience_and_state() -> None:
+    stop = EarlyStopping(patience=2)
+    assert [stop.update(v, e) for e, v in enumerate([1.0, 0.5, 0.7, 0.5])] == [True, True, False, False]
+    assert stop.should_stop and stop.best_epoch == 1 and stop.best_loss == 0.5
+    copy = EarlyStopping(patience=2)
+    copy.load_state_dict(stop.state_dict())
+    assert copy == stop
+    assert not EarlyStopping(patience=None, stale_epochs=10**6).should_stop
+
+
+# ---- plateau scheduler ----------------------------------------------------------------------------------------------
+def _optimizer() -> torch.optim.Optimizer:
+    return torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1e-4)
+
+
+def test_plateau_halves_after_patience() -> None:
+    opt = _optimizer()
+    sched = build_plateau_scheduler(opt, "plateau", factor=0.5, patience=5)
+    lrs = []
+    for loss in [1.0] + [1.0] * 12:  # best, then 12 epochs without improvement
+        sched.step(loss)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:6] == [1e-4] * 6  # 5 stale epochs are tolerated
+    assert lrs[6] == pytest.approx(5e-5)  # the 6th stale epoch halves the rate
+    assert lrs[12] == pytest.approx(2.5e-5)
+
+
+def test_constant_schedule_never_drops() -> None:
+    opt = _optimizer()
+    sched = build_plateau_scheduler(opt, "constant")
+    for _ in range(30):
+        sched.step(1.0)
+    assert opt.param_groups[0]["lr"] == 1e-4
+
+
+def test_plateau_resume_is_exact() -> None:
+    losses = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97]
+    opt = _optimizer()
+    ref = build_plateau_scheduler(opt)
+    ref_lrs = []
+    for loss in losses:
+        ref.step(loss)
+        ref_lrs.append(opt.param_groups[0]["lr"])
+
+    opt_a = _optimizer()
+    first = build_plateau_scheduler(opt_a)
+    for loss in losses[:5]:
+        first.step(loss)
+    state, opt_state = first.state_dict(), opt_a.state_dict()
+    opt_b = _optimizer()
+    resumed = build_plateau_scheduler(opt_b)
+    opt_b.load_state_dict(opt_state)
+    resumed.load_state_dict(state)
+    lrs = []
+    for loss in losses[5:]:
+        resumed.step(loss)
+        lrs.append(opt_b.param_groups[0]["lr"])
+    assert lrs == ref_lrs[5:]
+    assert min(lrs) < 1e-4  # the resumed run did reach a reduction
+
+
+# ---- network --------------------------------------------------------------------------------------------------------
+def _conv_params(c_in: int, c_out: int, k: int) -> int:
+    return c_in * c_out * k * k + c_out
+
+
+def _paper_unet_params(c_in: int, classes: int, widths: tuple[int, ...] = (32, 64, 128, 256)) -> int:
+    """Closed form: encoder 2 convs/stage; decoder per level transposed 2x2 conv, 2 convs on the concat, 1x1 head."""
+    total, prev = 0, c_in
+    for w in widths:
+        total += _conv_params(prev, w, 3) + _conv_params(w, w, 3)
+        prev = w
+    for deep, w in zip(widths[:0:-1], widths[-2::-1], strict=True):
+        total += _conv_params(deep, w, 2) + _conv_params(2 * w, w, 3) + _conv_params(w, w, 3)
+        total += _conv_params(w, classes, 1)
+    return total
+
+
+def test_paper_unet_protocol() -> None:
+    net = build_paper_unet(3, 2)
+    assert sum(p.numel() for p in net.parameters()) == _paper_unet_params(3, 2) == 1_926_022
+    assert [s[-1].output_channels for s in net.encoder.stages] == [32, 64, 128, 256]
+    convs = [m for m in net.encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 8 and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in net.encoder.modules()) == 3
+    assert not net.decoder.deep_supervision
+    acts = {type(m) for m in net.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.GELU))}
+    assert acts == {nn.ReLU}
+    assert not any(isinstance(m, nn.modules.batchnorm._NormBase) for m in net.modules())
+    out = net(torch.rand(2, 3, 64, 48))
+    assert out.shape == (2, 2, 64, 48)
+
+
+def test_paper_unet_batchnorm_variant_matches_integration_oracle() -> None:
+    # nnunet_integration.md §2.5 / §3.7: the 4-stage 32-256 net with BatchNorm has 1,928,838 parameters
+    assert sum(p.numel() for p in build_paper_unet(3, 2, conv_norm="batch").parameters()) == 1_928_838
+
+
+@pytest.mark.parametrize("bad", [{"conv_norm": "group"}, {"downsampling": "avg"}])
+def test_paper_unet_rejects_unknown_options(bad: dict) -> None:
+    with pytest.raises(ValueError, match="valid"):
+        build_paper_unet(3, 2, **bad)
+
+
+class _Config:
+    """The two ConfigurationManager fields the paper trainers read."""
+
+    def __init__(self, median: list[float], patch: list[int] | None = None):
+        self.median_image_size_in_voxels = median
+        self.patch_size = patch or [224, 224]
+        self.data_identifier = "nnUNetPlans_2d"
+
+
+@pytest.mark.parametrize(
+    "median, patch", [([224, 224], [224, 224]), ([512, 300], [224, 224]), ([64, 64], [64, 64]), ([60, 37], [64, 40])]
+)
+def test_patch_fits_the_images(median: list[float], patch: list[int]) -> None:
+    assert nnUNetTrainerPaper.fitted_patch_size(_Config(median)) == patch
+
+
+def test_patch_rejects_3d() -> None:
+    with pytest.raises(ValueError, match="2D protocol"):
+        nnUNetTrainerPaper.fitted_patch_size(_Config([32, 64, 64]))
+
+
+MODULES = [
+    ("nnUNetTrainerPaper", None, 0),
+    ("nnUNetTrainerPaperCSE", "cse", 3),
+    ("nnUNetTrainerPaperSSE", "sse", 3),
+    ("nnUNetTrainerPaperSCSE", "scse", 3),
+    ("nnUNetTrainerPaperSRM", "srm", 3),
+    ("nnUNetTrainerPaperFCA", "fca", 3),
+    ("nnUNetTrainerPaperMono", "mono", 3),
+    ("nnUNetTrainerPaperCSENoSkip", "cse", 3),
+]
+
+
+@pytest.mark.parametrize("name, module, count", MODULES)
+def test_trainer_networks(name: str, module: str | None, count: int) -> None:
+    from nnunet_se.injection import recalibration_paths
+
+    cls = PAPER_TRAINERS[name]
+    assert cls.recalibration == module
+    net = cls.build_network_architecture(None, _Config([224, 224]), 3, 2, enable_deep_supervision=False)
+    paths = recalibration_paths(net)
+    assert len(paths) == count
+    assert [p.split(".")[:3] for p in paths] == [["encoder", "stages", str(s)] for s in range(count)]
+    plain = _paper_unet_params(3, 2)
+    if module is not None:
+        added = sum(parameter_count(module, c, 2, cls.flavour, feature_size=(224 // 2**s,) * 2)
+                    for s, c in enumerate((32, 64, 128)))
+        if cls.skip_connections:
+            assert sum(p.numel() for p in net.parameters()) == plain + added
+        else:  # no-skip decoder: its first conv per level reads w instead of 2w channels
+            narrowed = sum(w * w * 9 for w in (32, 64, 128))
+            assert sum(p.numel() for p in net.parameters()) == plain + added - narrowed
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, 64, 64)).shape == (2, 2, 64, 64)
+
+
+# ---- in-process training on the tiny preprocessed dataset ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def paper_run(nnunet_preprocessed, tmp_path_factory):
+    """nnUNetTrainerPaperMono trained in-process (1 epoch x 2 iterations), then nnU-Net's final validation."""
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    run = nnunet_preprocessed
+    results = tmp_path_factory.mktemp("paper_results")
+    env = {"nnUNet_raw": str(run.raw), "nnUNet_preprocessed": str(run.preprocessed), "nnUNet_results": str(results),
+           "nnUNet_n_proc_DA": "0", "NNUNET_SE_NUM_EPOCHS": "1", "NNUNET_SE_NUM_ITERATIONS": "2",
+           "NNUNET_SE_SEED": "0", "nnUNet_compile": "0"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.setattr(trainer_module, "default_num_processes", 1)
+        base = run.preprocessed / run.dataset_name
+
+        def make() -> nnUNetTrainerPaperMono:
+            plans = load_json(str(base / "nnUNetPlans.json"))
+            plans["continue_training"] = False
+            return nnUNetTrainerPaperMono(plans, "2d", 0, load_json(str(base / "dataset.json")), torch.device("cpu"))
+
+        trainer = make()
+        trainer.run_training()
+        trainer.perform_actual_validation()
+        resumed = make()
+        resumed.load_checkpoint(os.path.join(trainer.output_folder, "checkpoint_final.pth"))
+        yield trainer, resumed, Path(trainer.output_folder), base
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("nnunet_e2e")
+def test_paper_training_protocol(paper_run) -> None:
+    trainer, _, fold_dir, base = paper_run
+    assert trainer.current_epoch == 1
+    assert trainer.num_iterations_per_epoch == 2 and trainer.num_val_iterations_per_epoch == 2  # env controls
+    assert trainer.batch_size == 16 and trainer.configuration_manager.patch_size == [64, 64]
+    assert not trainer.enable_deep_supervision and trainer.oversample_foreground_percent == 0.0
+    assert isinstance(trainer.optimizer, torch.optim.Adam)
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.0
+    assert trainer.inference_allowed_mirroring_axes is None
+    plans = json.loads((fold_dir.parent / "plans.json").read_text())["configurations"]["2d"]
+    assert plans["patch_size"] == [64, 64] and plans["batch_size"] == 16  # what nnUNetv2_predict will use
+    split = json.loads((fold_dir / ES_SPLIT_FILE).read_text())
+    fold = json.loads((base / "splits_final.json").read_text())[0]
+    assert sorted(split["fit"] + split["early_stopping"]) == sorted(fold["train"])
+    assert len(split["early_stopping"]) == 1 and not set(split["early_stopping"]) & set(fold["val"])
+    assert split["test"] == sorted(fold["val"]) and split["seed"] == 0 and split["stratified"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("nnunet_e2e")
+def test_paper_final_validation_covers_test_cases_with_best_weights(paper_run) -> None:
+    trainer, _, fold_dir, base = paper_run
+    summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
+    cases = sorted(Path(c["reference_file"]).name.removesuffix(".png") for c in summary["metric_per_case"])
+    assert cases == sorted(json.loads((base / "splits_final.json").read_text())[0]["val"])
+    best = torch.load(fold_dir / "checkpoint_best.pth", map_location="cpu", weights_only=False)
+    final = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    for key, value in best["network_weights"].items():
+        assert torch.equal(value, final["network_weights"][key]), key
+    assert best[CHECKPOINT_KEY]["early_stopping"]["best_epoch"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("nnunet_e2e")
+def test_paper_resume_restores_scheduler_and_early_stopping(paper_run) -> None:
+    trainer, resumed, _, _ = paper_run
+    assert trainer.lr_scheduler.last_epoch == 1 and np.isfinite(trainer.lr_scheduler.best)
+    assert resumed.lr_scheduler.state_dict() == trainer.lr_scheduler.state_dict()
+    assert resumed.early_stopping == trainer.early_stopping
+    assert resumed.current_epoch == trainer.current_epoch
