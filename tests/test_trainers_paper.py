@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nnunet_se.trainers.early_stopping import EarlyStopping, split_early_stopping
+from nnunet_se.trainers.early_stopping import EarlyStopping, read_case_table_columns, split_early_stopping
 from nnunet_se.trainers.paper import (
     CHECKPOINT_KEY,
     ES_SPLIT_FILE,
@@ -68,6 +68,30 @@ def test_es_split_within_fold_training_cases() -> None:
         fit, es = split_early_stopping(fold["train"], 0.1, seed=12345)
         assert set(es) <= set(fold["train"]) and not set(es) & set(fold["val"])
         assert len(es) == 8 and set(fit) | set(es) == set(fold["train"])
+
+
+def test_es_split_keeps_duplicate_groups_together() -> None:
+    groups = {k: f"dup_{i // 5:03d}" for i, k in enumerate(KEYS[:40])}  # 8 groups of 5 cases, 60 unique cases
+    for seed in range(20):
+        fit, es = split_early_stopping(KEYS, 0.1, seed=seed, groups=groups)
+        for group in set(groups.values()):
+            members = {k for k, g in groups.items() if g == group}
+            assert members <= set(es) or not members & set(es)
+        assert 10 <= len(es) <= 14 and len(fit) + len(es) == 100
+
+
+def test_case_table_columns_from_the_converters_table(tmp_path: Path) -> None:
+    from nnunet_se.conversion.cases import write_case_table
+
+    assert read_case_table_columns(tmp_path) == (None, None)
+    rows = [{"case_id": "a", "subset": "train", "class": "benign", "duplicate_group": "dup_001"},
+            {"case_id": "b", "subset": "train", "class": "malignant", "duplicate_group": "dup_001"},
+            {"case_id": "c", "subset": "train", "class": "benign"}]
+    write_case_table(tmp_path / "nnunet_se_cases.csv", rows)
+    assert read_case_table_columns(tmp_path) == ({"a": "benign", "b": "malignant", "c": "benign"},
+                                                 {"a": "dup_001", "b": "dup_001"})
+    write_case_table(tmp_path / "nnunet_se_cases.csv", [{"case_id": "a", "subset": "train"}])
+    assert read_case_table_columns(tmp_path) == (None, None)
 
 
 def test_early_stopping_patience_and_state() -> None:

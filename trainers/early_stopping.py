@@ -1,14 +1,12 @@
 """Early-stopping (ES) set of the paper protocol: split, per-case classes, a loader that covers it once, stop rule.
 
 The ES set is carved out of a fold's *training* cases (nnU-Net's held-out ``val`` cases stay the test set). It is
-seeded and, where the dataset records a class per case (``nnunet_se_cases.csv`` written by the converters),
-stratified by class.
+seeded; where the dataset's case table (``nnunet_se_cases.csv``, written by the converters) records a class per
+case it is stratified by class, and cases of one duplicate group never straddle the fit/ES boundary.
 """
 
 from __future__ import annotations
 
-import csv
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,33 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nnunet_se.conversion.cases import CASE_TABLE, read_case_table
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
-logger = logging.getLogger(__name__)
 
-CASE_TABLE = "nnunet_se_cases.csv"
+def read_case_table_columns(raw_dataset_dir: str | Path | None) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+    """(``{case: class}``, ``{case: duplicate group}``) from the raw dataset's ``nnunet_se_cases.csv``.
 
-
-def read_case_classes(raw_dataset_dir: str | Path | None) -> dict[str, str] | None:
-    """Per-case class (``{case: class}``) from the raw dataset's case table, or None when there is none.
-
-    Uses ``nnunet_se.conversion.cases.read_case_table`` when the conversion package provides it, else reads the
-    CSV (columns ``case`` and ``class``) directly. Cases with an empty class are left out.
+    Either is None when the table is missing or the column is empty for every case.
     """
     if raw_dataset_dir is None or not (Path(raw_dataset_dir) / CASE_TABLE).is_file():
-        return None
-    try:
-        from nnunet_se.conversion.cases import read_case_table
-    except ImportError:
-        read_case_table = None
-    if read_case_table is not None:
-        rows = read_case_table(Path(raw_dataset_dir))
-        rows = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
-    else:
-        with open(Path(raw_dataset_dir) / CASE_TABLE, newline="") as f:
-            rows = list(csv.DictReader(f))
-    classes = {str(r["case"]): str(r["class"]) for r in rows if r.get("class") not in (None, "")}
-    return classes or None
+        return None, None
+    rows = read_case_table(raw_dataset_dir)
+    classes = {case: row["class"] for case, row in rows.items() if row.get("class")}
+    groups = {case: row["duplicate_group"] for case, row in rows.items() if row.get("duplicate_group")}
+    return classes or None, groups or None
 
 
 def _allocate(sizes: Sequence[int], total: int) -> list[int]:
@@ -61,11 +47,14 @@ def split_early_stopping(
     fraction: float = 0.1,
     seed: int = 12345,
     classes: Mapping[str, str] | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Split a fold's training cases into (fit, es), both sorted; deterministic in (keys as a set, seed, classes).
+    """Split a fold's training cases into (fit, es), both sorted; deterministic in (keys as a set, seed, tables).
 
-    ``len(es) = max(1, floor(fraction * n + 0.5))`` (0 when n < 2). With ``classes`` the ES cases are drawn per class
-    in proportion to the class sizes (largest remainder); cases missing from ``classes`` form their own group.
+    ``len(es) = max(1, floor(fraction * n + 0.5))`` (0 when n < 2). With ``classes`` the ES cases are drawn per
+    class in proportion to the class sizes (largest remainder; cases without a class form their own stratum).
+    With ``groups`` (duplicate groups) the cases of a group stay on one side, so a stratum may get up to
+    group size - 1 cases more than its share.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"early-stopping fraction must be in (0, 1), got {fraction}")
@@ -73,15 +62,24 @@ def split_early_stopping(
     if len(keys) < 2:
         return keys, []
     n_es = max(1, math.floor(fraction * len(keys) + 0.5))
-    groups: dict[str, list[str]] = {}
+    units: dict[tuple[str, str], list[str]] = {}  # sampling unit (a duplicate group or a single case) -> cases
     for k in keys:
-        groups.setdefault(classes.get(k, "") if classes else "", []).append(k)
-    names = sorted(groups)
-    counts = _allocate([len(groups[g]) for g in names], n_es)
+        group = groups.get(k) if groups else None
+        units.setdefault(("group", group) if group else ("case", k), []).append(k)
+    strata: dict[str, list[tuple[str, str]]] = {}
+    for unit in sorted(units):
+        strata.setdefault(classes.get(units[unit][0], "") if classes else "", []).append(unit)
+    names = sorted(strata)
+    quotas = _allocate([sum(len(units[u]) for u in strata[name]) for name in names], n_es)
     rng = np.random.default_rng(seed)
     es: list[str] = []
-    for g, c in zip(names, counts, strict=True):
-        es += [groups[g][i] for i in rng.permutation(len(groups[g]))[:c]]
+    for name, quota in zip(names, quotas, strict=True):
+        taken = 0
+        for i in rng.permutation(len(strata[name])):
+            if taken >= quota:
+                break
+            es += units[strata[name][i]]
+            taken += len(units[strata[name][i]])
     es_set = set(es)
     return [k for k in keys if k not in es_set], sorted(es)
 

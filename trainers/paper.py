@@ -24,7 +24,7 @@ from nnunet_se.trainers.base import RecalibrationTrainer
 from nnunet_se.trainers.early_stopping import (
     EarlyStopping,
     SequentialCaseLoader,
-    read_case_classes,
+    read_case_table_columns,
     split_early_stopping,
 )
 from nnunet_se.trainers.paper_augmentation import flips_only_transforms
@@ -154,9 +154,9 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
         """(fit, early-stopping) datasets from the fold's training cases; sets the iterations per epoch."""
         tr_keys, test_keys = self.do_split()
         raw_dir = join(nnUNet_raw.get(), self.plans_manager.dataset_name) if nnUNet_raw.is_set() else None
-        classes = read_case_classes(raw_dir)
+        classes, groups = read_case_table_columns(raw_dir)
         seed = self._early_stopping_seed()
-        fit_keys, es_keys = split_early_stopping(tr_keys, self.early_stopping_fraction, seed, classes)
+        fit_keys, es_keys = split_early_stopping(tr_keys, self.early_stopping_fraction, seed, classes, groups)
         if not es_keys:
             raise ValueError(f"{self.__class__.__name__} needs at least 2 training cases in fold {self.fold}, "
                              f"got {len(fit_keys)}")
@@ -164,11 +164,13 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
         self.num_val_iterations_per_epoch = math.ceil(len(es_keys) / self.batch_size)
         self.apply_schedule_overrides()
         self.print_to_log_file(
-            f"Early-stopping split (seed {seed}, {'stratified by class' if classes else 'unstratified'}): "
+            f"Early-stopping split (seed {seed}, {'stratified by class' if classes else 'unstratified'}"
+            f"{', duplicate groups kept together' if groups else ''}): "
             f"{len(fit_keys)} fit / {len(es_keys)} early-stopping cases; {len(test_keys)} held-out test cases. "
             f"Iterations per epoch: {self.num_iterations_per_epoch} train, {self.num_val_iterations_per_epoch} ES.")
         if self.local_rank == 0:
             save_json({"seed": seed, "fraction": self.early_stopping_fraction, "stratified": classes is not None,
+                       "grouped": groups is not None,
                        "fit": fit_keys, "early_stopping": es_keys, "test": sorted(test_keys)},
                       join(self.output_folder, ES_SPLIT_FILE), sort_keys=False)
         make = lambda keys: self.dataset_class(  # noqa: E731
