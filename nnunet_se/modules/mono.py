@@ -83,13 +83,14 @@ def box_sum(u: torch.Tensor, r: int) -> torch.Tensor:
 def singularity_exponents(
     x: torch.Tensor, radii: Sequence[int] = (2, 4, 8), minmax: str | None = "batch"
 ) -> torch.Tensor:
-    """Local singularity exponents alpha, ``(N, C, *S) -> (N, C, *S)`` float32 (autocast disabled).
+    """Local singularity exponents alpha, ``(N, C, *S) -> (N, C, *S)``, float32 (float64 for float64 input),
+    computed with autocast disabled.
 
     alpha = OLS slope of ``ln(μ_r + 1e-7)`` on ``ln r`` where ``μ_r`` is the box sum of the min-max rescaled
     input (``minmax=None`` skips the rescaling: the "raw" alpha of the reference's step 2-3)."""
     radii = check_radii(radii)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        u = x.float()
+        u = x.to(torch.promote_types(x.dtype, torch.float32))
         if minmax is not None:
             u = minmax_scale(u, minmax)
         alpha: torch.Tensor | None = None

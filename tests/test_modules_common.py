@@ -1,0 +1,232 @@
+"""Properties shared by every recalibration module: registry API, shape/dtype table, parameter counts,
+gradcheck, numerical safety, gate hooks, batch independence, autocast and torch.compile."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from nnunet_se.modules import available_recalibrations, create_recalibration, parameter_count
+
+NAMES = ("cse", "sse", "scse", "srm", "fca", "mono")
+FLAVOURS = ("paper", "original")
+SPATIAL = {2: (5, 6), 3: (3, 4, 5)}
+CHANNEL_GATED = ("cse", "scse", "srm", "fca", "mono")
+
+
+def make(name: str, channels: int, dims: int, flavour: str, **options) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_recalibration(name, channels, dims, flavour, **options)
+
+
+def randomise(module: torch.nn.Module) -> None:
+    """Non-trivial weights everywhere (zero-initialised SRM cfc would hide most of the graph)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+
+
+def test_available_and_none() -> None:
+    assert available_recalibrations() == list(NAMES)
+    assert create_recalibration(None, 8) is None
+    assert create_recalibration("none", 8) is None
+    assert parameter_count("none", 8) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "se"}, "valid names: cse, sse, scse, srm, fca, mono, none"),
+        ({"name": "cse", "flavour": "keras"}, "valid flavours: paper, original"),
+        ({"name": "cse", "ratio": 4}, "valid options: bias, init, reduction"),
+        ({"name": "mono", "minmax": "global"}, "minmax must be one of batch, sample"),
+        ({"name": "mono", "radii": (2, 2)}, "radii"),
+        ({"name": "scse", "combine": "mean"}, "combine must be one of max, add"),
+        ({"name": "fca", "channels": 24}, "multiple of 16"),
+        ({"name": "fca", "feature_size": (7,)}, "feature_size must be 2 positive ints"),
+        ({"name": "cse", "spatial_dims": 1}, "spatial_dims must be 2 or 3"),
+        ({"name": "cse", "channels": 0}, "channels must be a positive int"),
+    ],
+)
+def test_bad_arguments_raise(kwargs: dict, message: str) -> None:
+    args = {"channels": 32, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        create_recalibration(**args)
+
+
+@pytest.mark.parametrize(
+    "name, flavour, dims, batch, channels", list(itertools.product(NAMES, FLAVOURS, (2, 3), (1, 3), (1, 2, 17, 64)))
+)
+def test_shape_dtype(name: str, flavour: str, dims: int, batch: int, channels: int) -> None:
+    if name == "fca" and channels % 16:
+        with pytest.raises(ValueError, match="multiple of 16"):
+            create_recalibration(name, channels, dims, flavour)
+        with pytest.raises(ValueError, match="multiple of 16"):
+            parameter_count(name, channels, dims, flavour)
+        return
+    module = make(name, channels, dims, flavour, feature_size=SPATIAL[dims])
+    x = torch.randn(batch, channels, *SPATIAL[dims])
+    y = module.train()(x)
+    assert y.shape == x.shape and y.dtype == x.dtype and torch.isfinite(y).all()
+    module.eval()
+    x64 = x.double()
+    y64 = module.double()(x64)
+    assert y64.shape == x.shape and y64.dtype == torch.float64 and torch.isfinite(y64).all()
+    assert module.name == name and module.flavour == flavour
+
+
+@pytest.mark.parametrize(
+    "name, flavour, dims, channels", list(itertools.product(NAMES, FLAVOURS, (2, 3), (16, 32, 64, 128, 256, 320)))
+)
+def test_parameter_count_formula(name: str, flavour: str, dims: int, channels: int) -> None:
+    module = create_recalibration(name, channels, dims, flavour)
+    actual = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    assert parameter_count(name, channels, dims, flavour) == actual
+
+
+@pytest.mark.parametrize(
+    "name, flavour, channels, expected",
+    [  # reference §1-§5 worked examples
+        ("cse", "paper", 32, 1072),
+        ("cse", "paper", 64, 4192),
+        ("cse", "paper", 128, 16576),
+        ("cse", "paper", 256, 65920),
+        ("cse", "paper", 320, 102880),
+        ("cse", "original", 32, 162),
+        ("scse", "paper", 32, 1105),
+        ("sse", "paper", 32, 33),
+        ("srm", "original", 32, 128),
+        ("srm", "paper", 32, 66),
+        ("fca", "original", 64, 512),
+        ("mono", "paper", 32, 1136),
+        ("mono", "paper", 64, 4320),
+        ("mono", "paper", 128, 16832),
+        ("mono", "paper", 256, 66432),
+        ("mono", "paper", 320, 103520),
+    ],
+)
+def test_parameter_count_examples(name: str, flavour: str, channels: int, expected: int) -> None:
+    assert parameter_count(name, channels, 2, flavour) == expected
+
+
+@pytest.mark.parametrize("name, flavour, dims", list(itertools.product(NAMES, FLAVOURS, (2, 3))))
+def test_gradcheck(name: str, flavour: str, dims: int) -> None:
+    spatial = (4, 5) if dims == 2 else (3, 4, 4)
+    module = make(name, 16, dims, flavour, feature_size=spatial).double().train()
+    randomise(module)
+    x = torch.randn(2, 16, *spatial, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(module, (x,), fast_mode=True)
+
+
+INPUTS = {
+    "zero": lambda shape: torch.zeros(shape),
+    "constant": lambda shape: torch.full(shape, 3.5),
+    "negative": lambda shape: torch.full(shape, -2.0),
+    "huge": lambda shape: torch.randn(shape) * 1e4,
+    "tiny": lambda shape: torch.randn(shape) * 1e-6,
+}
+
+
+@pytest.mark.parametrize("name, flavour, dims, kind", list(itertools.product(NAMES, FLAVOURS, (2, 3), INPUTS)))
+def test_no_nan_or_inf(name: str, flavour: str, dims: int, kind: str) -> None:
+    """Finite outputs and parameter gradients in train mode (batch 1 and 2) and eval mode; zero in -> zero out."""
+    module = make(name, 16, dims, flavour, feature_size=SPATIAL[dims])
+    for train, batch in ((True, 1), (True, 2), (False, 2)):
+        module.train(train)
+        x = INPUTS[kind]((batch, 16, *SPATIAL[dims]))
+        y = module(x)
+        assert torch.isfinite(y).all(), (train, batch)
+        if kind == "zero":
+            assert torch.equal(y, torch.zeros_like(y))
+        grad = torch.autograd.grad(y.sum(), list(module.parameters()), allow_unused=True)
+        assert all(g is None or torch.isfinite(g).all() for g in grad), (train, batch)
+
+
+@pytest.mark.parametrize("name, flavour, dims", list(itertools.product(NAMES, FLAVOURS, (2, 3))))
+def test_gate_hooks(name: str, flavour: str, dims: int) -> None:
+    module = make(name, 32, dims, flavour, feature_size=SPATIAL[dims])
+    seen: dict[str, torch.Tensor] = {}
+    for child in ("gate", "spatial_gate"):
+        if hasattr(module, child):
+            getattr(module, child).register_forward_hook(lambda m, i, o, child=child: seen.__setitem__(child, o))
+    x = torch.randn(3, 32, *SPATIAL[dims])
+    y = module(x)
+    expected = {"gate"} if name in CHANNEL_GATED else set()
+    expected |= {"spatial_gate"} if name in ("sse", "scse") else set()
+    assert set(seen) == expected
+    if "gate" in seen:
+        assert seen["gate"].shape == (3, 32) + (1,) * dims
+        assert ((seen["gate"] > 0) & (seen["gate"] < 1)).all()
+    if "spatial_gate" in seen:
+        assert seen["spatial_gate"].shape == (3, 1, *SPATIAL[dims])
+        assert ((seen["spatial_gate"] > 0) & (seen["spatial_gate"] < 1)).all()
+    if name in CHANNEL_GATED and name != "scse":  # O-2, O-3: y = gate * x, gate constant over space
+        assert torch.allclose(y, x * seen["gate"], atol=1e-6)
+
+
+def _batch_independent(name: str, flavour: str, train: bool, **options) -> bool:
+    module = make(name, 16, 2, flavour, feature_size=(6, 6), **options)
+    randomise(module)
+    module.train(train)
+    x = torch.randn(3, 16, 6, 6)
+    with torch.no_grad():
+        full = module(x)
+        single = torch.cat([module(x[i : i + 1]) for i in range(3)])
+    return torch.allclose(full, single, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, flavour, train, options, independent",
+    [
+        *[(n, f, t, {}, True) for n, f, t in itertools.product(("cse", "sse", "scse", "fca"), FLAVOURS, (True, False))],
+        *[("srm", f, False, {}, True) for f in FLAVOURS],
+        *[("srm", f, True, {}, False) for f in FLAVOURS],
+        ("mono", "paper", False, {"minmax": "sample"}, True),
+        ("mono", "paper", False, {"minmax": "batch"}, False),
+        ("mono", "paper", True, {"minmax": "sample"}, False),
+    ],
+)
+def test_batch_independence(name: str, flavour: str, train: bool, options: dict, independent: bool) -> None:
+    """O-6: f(x)[i] == f(x[i:i+1])[0] exactly where the reference says so, and not elsewhere."""
+    assert _batch_independent(name, flavour, train, **options) is independent
+
+
+@pytest.mark.parametrize("name, flavour, train", list(itertools.product(("cse", "srm"), FLAVOURS, (True, False))))
+def test_spatial_permutation_equivariance(name: str, flavour: str, train: bool) -> None:
+    """O-7: SE and SRM squeeze a multiset of values, so permuting positions commutes with the module."""
+    module = make(name, 8, 2, flavour).train(train)
+    randomise(module)
+    x = torch.randn(2, 8, 5, 6)
+    perm = torch.randperm(30)
+    with torch.no_grad():
+        y = module(x).flatten(2)[..., perm]
+        y_perm = module(x.flatten(2)[..., perm].reshape(x.shape)).flatten(2)
+    assert torch.allclose(y, y_perm, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, flavour, dims", list(itertools.product(NAMES, FLAVOURS, (2, 3))))
+def test_bf16_autocast(name: str, flavour: str, dims: int) -> None:
+    module = make(name, 16, dims, flavour, feature_size=SPATIAL[dims])
+    x = torch.randn(2, 16, *SPATIAL[dims]) * 50
+    reference = module(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = module(x)
+        y_low = module(x.bfloat16())
+    assert y.dtype == torch.float32 and y_low.dtype == torch.bfloat16
+    assert torch.isfinite(y).all() and torch.isfinite(y_low).all()
+    assert torch.allclose(y, reference, rtol=0.05, atol=0.05 * reference.abs().max().item())
+
+
+@pytest.mark.parametrize("name, backend", [("cse", "aot_eager"), ("mono", "aot_eager")])
+def test_torch_compile_matches_eager(name: str, backend: str) -> None:
+    """Captured as one graph (fullgraph) with its backward; aot_eager, since inductor's C++ build takes ~15 s."""
+    module = make(name, 16, 2, "paper")
+    compiled = torch.compile(module, backend=backend, fullgraph=True)
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    y_compiled, y_eager = compiled(x), module(x)
+    assert torch.allclose(y_compiled, y_eager, atol=1e-6)
+    (g_compiled,) = torch.autograd.grad(y_compiled.sum(), x)
+    (g_eager,) = torch.autograd.grad(y_eager.sum(), x)
+    assert torch.allclose(g_compiled, g_eager, atol=1e-5)
