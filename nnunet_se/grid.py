@@ -1,0 +1,240 @@
+"""``nnunet-se grid``: a job script (sh, SLURM job array) or JSON manifest for a (dataset, trainer, fold) grid.
+
+Every job runs ``nnUNetv2_train <id> <config> <fold> -tr <trainer> -p <plans> -device <device> --c``: finished folds
+are skipped (checked again when the job runs), unfinished ones resume from their latest checkpoint. Set
+``NNUNET_SE_DRY_RUN=1`` when running a generated script to print the commands instead of running them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nnunet_se.env import EXT_VARIABLE, ext_trainer_value
+from nnunet_se.errors import UserError
+from nnunet_se.matrix import (
+    DEFAULT_CONFIGURATION,
+    DEFAULT_PLANS,
+    NNUNET_ROOTS,
+    TRAINER_FAMILIES,
+    Job,
+    State,
+    build_manifest,
+    expand_trainers,
+    fold_state,
+    nnunet_roots,
+    parse_folds,
+    resolve_datasets,
+)
+
+FORMATS = ("sh", "slurm", "json")
+MANIFEST_VERSION = 1
+REQUEUE_SIGNAL_SECONDS = 600
+_TIME_RE = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+_SBATCH_OPTION_RE = re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(=\S+)?$")
+
+_PRELUDE = """\
+set -euo pipefail
+{exports}
+# One line per job: dataset_id dataset_name trainer fold configuration plans
+MANIFEST=(
+{manifest}
+)
+
+run_job() {{  # run_job INDEX: skip if finished, else train (resuming with --c)
+    local id name trainer fold config plans folder
+    read -r id name trainer fold config plans <<< "${{MANIFEST[$1]}}"
+    folder="${{nnUNet_results}}/${{name}}/${{trainer}}__${{plans}}__${{config}}/fold_${{fold}}"
+    if [ -f "$folder/checkpoint_final.pth" ] && [ -f "$folder/validation/summary.json" ]; then
+        echo "[nnunet-se] job $1: $name $trainer fold $fold finished, skipping"
+        return 0
+    fi
+    echo "[nnunet-se] job $1: $name $trainer fold $fold"
+    local cmd=(nnUNetv2_train "$id" "$config" "$fold" -tr "$trainer" -p "$plans" -device {device} --c)
+    if [ -n "${{NNUNET_SE_DRY_RUN:-}}" ]; then
+        echo "${{cmd[*]}}"
+    else
+        "${{cmd[@]}}"{background}
+    fi
+}}
+"""
+
+_SH_BODY = """\
+for index in "${!MANIFEST[@]}"; do
+    run_job "$index"
+done
+"""
+
+_SLURM_BODY = """\
+# Near the time limit SLURM sends USR1 (--signal); the job requeues itself and resumes with --c.
+# nnU-Net writes checkpoint_latest.pth every 50 epochs, so at most that much training is repeated.
+requeue() {{
+    echo "[nnunet-se] time limit near: requeueing ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+    scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+    exit 0
+}}
+trap requeue USR1
+index="${{SLURM_ARRAY_TASK_ID:?run this file with sbatch (or set SLURM_ARRAY_TASK_ID)}}"
+if [ "$index" -ge "${{#MANIFEST[@]}}" ]; then
+    echo "[nnunet-se] array index $index is outside the manifest (${{#MANIFEST[@]}} jobs)" >&2
+    exit 1
+fi
+run_job "$index"
+"""
+
+
+def exports(environ: dict[str, str] | os._Environ[str]) -> str:
+    """``export`` lines: the plugin's ``nnUNet_extTrainer`` and nnU-Net's roots (the job's own values win)."""
+    lines = [f"export {EXT_VARIABLE}={shlex.quote(ext_trainer_value(environ.get(EXT_VARIABLE)))}"]
+    for name in NNUNET_ROOTS:
+        value = environ.get(name)
+        if value:
+            absolute = shlex.quote(str(Path(value).resolve()))
+            lines.append(f'if [ -z "${{{name}:-}}" ]; then export {name}={absolute}; fi')
+        else:
+            lines.append(f': "${{{name}:?set {name} (nnU-Net needs it)}}"')
+    return "\n".join(lines)
+
+
+def manifest_lines(jobs: Sequence[Job]) -> str:
+    fields = ([str(j.dataset.id), j.dataset.name, j.trainer, str(j.fold), j.configuration, j.plans] for j in jobs)
+    return "\n".join(f"    {shlex.quote(' '.join(f))}  # {i}" for i, f in enumerate(fields))
+
+
+def render_script(jobs: Sequence[Job], args: argparse.Namespace, environ: dict[str, str] | os._Environ[str]) -> str:
+    """The sh script or SLURM batch file for ``jobs``."""
+    slurm = args.format == "slurm"
+    prelude = _PRELUDE.format(exports=exports(environ), manifest=manifest_lines(jobs),
+                              device=shlex.quote(args.device), background=" &\n        wait $!" if slurm else "")
+    header = [
+        "#!/bin/bash",
+        f"# nnunet-se grid: {len(jobs)} jobs; re-generate with: nnunet-se grid {shlex.join(args.argv)}",
+    ]
+    if not slurm:
+        return "\n".join(header) + "\n" + prelude + "\n" + _SH_BODY
+    log_dir = Path(args.slurm_logs).resolve()
+    directives = [
+        f"--job-name={args.slurm_job_name}",
+        f"--array=0-{len(jobs) - 1}%{args.slurm_max_parallel}",
+        f"--output={log_dir}/%x_%A_%a.log",
+        f"--time={args.slurm_time}",
+        f"--cpus-per-task={args.slurm_cpus}",
+        "--requeue",
+        "--open-mode=append",
+        f"--signal=B:USR1@{REQUEUE_SIGNAL_SECONDS}",
+    ]
+    if args.slurm_gpus:
+        directives.append(f"--gpus={args.slurm_gpus}")
+    if args.slurm_partition:
+        directives.append(f"--partition={args.slurm_partition}")
+    directives += args.slurm_extra
+    header += [f"#SBATCH {d}" for d in directives]
+    return "\n".join(header) + "\n" + prelude + "\n" + _SLURM_BODY.format()
+
+
+def render_json(jobs: Sequence[Job], states: Sequence[State], args: argparse.Namespace) -> str:
+    """The manifest as JSON: one entry per job with its index, state and command."""
+    entries = [
+        {"index": i, "dataset_id": j.dataset.id, "dataset": j.dataset.name, "trainer": j.trainer, "fold": j.fold,
+         "configuration": j.configuration, "plans": j.plans, "state": s.value, "model_dir": j.model_dir,
+         "command": j.train_command(args.device)}
+        for i, (j, s) in enumerate(zip(jobs, states, strict=True))
+    ]
+    return json.dumps({"version": MANIFEST_VERSION, "jobs": entries}, indent=2) + "\n"
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser.add_argument("--datasets", nargs="+", required=True, metavar="ID",
+                        help="dataset ids (601) or folder names (Dataset601_Kvasir) found in the nnU-Net folders")
+    families = "; ".join(f"{k} = {' '.join(v)}" for k, v in TRAINER_FAMILIES.items())
+    parser.add_argument("--trainers", nargs="+", default=["paper"], metavar="NAME",
+                        help=f"trainer class names or families: {families} (default: paper)")
+    parser.add_argument("--folds", nargs="+", default=["0-9"], help="folds, e.g. 0-9 or 0 1 2 (default: 0-9)")
+    parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION, help="default: %(default)s")
+    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help="plans identifier (default: %(default)s)")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu", "mps"), help="default: %(default)s")
+    parser.add_argument("--format", choices=FORMATS, default="sh", help="default: %(default)s")
+    parser.add_argument("--all", action="store_true",
+                        help="include folds already finished (default: only unfinished ones)")
+    parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout (made executable)")
+    slurm = parser.add_argument_group("SLURM (--format slurm)")
+    slurm.add_argument("--slurm-partition", help="partition (default: the cluster's default)")
+    slurm.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job (default: %(default)s; 0 = none)")
+    slurm.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per job (default: %(default)s)")
+    slurm.add_argument("--slurm-time", default="24:00:00", help="time limit per job (default: %(default)s)")
+    slurm.add_argument("--slurm-max-parallel", type=int, default=10, metavar="MAX",
+                       help="jobs of the array running at once (default: %(default)s)")
+    slurm.add_argument("--slurm-job-name", default="nnunet-se", help="default: %(default)s")
+    slurm.add_argument("--slurm-logs", default="nnunet-se-logs", metavar="DIR",
+                       help="folder for per-job logs, created now (default: %(default)s)")
+    slurm.add_argument("--slurm-extra", action="append", default=[], metavar="OPTIONS",
+                       help="more sbatch options, e.g. --slurm-extra='--mem=64G --account=abc' (repeatable)")
+    return parser
+
+
+def check_slurm_args(args: argparse.Namespace) -> None:
+    if not _TIME_RE.match(args.slurm_time):
+        raise UserError(f"--slurm-time {args.slurm_time}: expected [days-]hours:minutes:seconds, e.g. 24:00:00")
+    if args.slurm_max_parallel < 1 or args.slurm_gpus < 0 or args.slurm_cpus < 1:
+        raise UserError("--slurm-max-parallel and --slurm-cpus must be >= 1, --slurm-gpus >= 0")
+    args.slurm_extra = [option for value in args.slurm_extra for option in shlex.split(value)]
+    for option in args.slurm_extra:
+        if not _SBATCH_OPTION_RE.match(option):
+            raise UserError(f"--slurm-extra {option}: expected one sbatch option such as --mem=64G")
+    if not re.match(r"^[A-Za-z0-9_.\-]+$", args.slurm_job_name):
+        raise UserError(f"--slurm-job-name {args.slurm_job_name}: use letters, digits, '.', '_' or '-'")
+
+
+def write_output(text: str, output: Path | None, executable: bool) -> None:
+    """Print ``text`` or write it atomically to ``output``."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_text(text)
+        if executable:
+            temporary.chmod(0o755)
+        temporary.replace(output)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise UserError(f"{output}: cannot write ({exc.strerror})") from exc
+
+
+def main(argv: list[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    args.argv = argv
+    roots = nnunet_roots()
+    if roots["nnUNet_results"] is None:
+        raise UserError("nnUNet_results is not set: nnU-Net needs it to store trainings (see docs/cluster.md)")
+    if args.format == "slurm":
+        check_slurm_args(args)
+    datasets = resolve_datasets(args.datasets, roots)
+    jobs = build_manifest(datasets, expand_trainers(args.trainers), parse_folds(args.folds),
+                          args.configuration, args.plans)
+    states = [fold_state(job.fold_folder(roots["nnUNet_results"])) for job in jobs]
+    finished = sum(s is State.FINISHED for s in states)
+    if not args.all:
+        jobs = [j for j, s in zip(jobs, states, strict=True) if s is not State.FINISHED]
+        states = [s for s in states if s is not State.FINISHED]
+    if args.output is not None and args.output.is_dir():
+        raise UserError(f"{args.output}: is a folder; give a file name for -o")
+    if args.format == "json":
+        write_output(render_json(jobs, states, args), args.output, executable=False)
+    elif not jobs:
+        raise UserError("nothing to run: every fold of the grid is finished (--all includes finished folds)")
+    else:
+        text = render_script(jobs, args, os.environ)
+        if args.format == "slurm":
+            Path(args.slurm_logs).mkdir(parents=True, exist_ok=True)
+        write_output(text, args.output, executable=True)
+    print(f"{prog}: {len(jobs)} jobs ({finished} finished folds {'included' if args.all else 'skipped'})",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,151 @@
+"""``nnunet-se status``: finished / running / missing folds per dataset and trainer, with the Dice so far.
+
+Reads ``nnUNet_results`` only (no torch import). Dice is the foreground mean of each finished fold's
+``validation/summary.json``, reported as mean +- sample std over the finished folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nnunet_se.errors import UserError
+from nnunet_se.matrix import (
+    DEFAULT_CONFIGURATION,
+    DEFAULT_FOLDS,
+    DEFAULT_PLANS,
+    Dataset,
+    Job,
+    State,
+    expand_trainers,
+    find_datasets,
+    fold_dice,
+    fold_state,
+    mean_std,
+    nnunet_roots,
+    parse_folds,
+    resolve_datasets,
+    split_fold_count,
+)
+
+
+@dataclass
+class Row:
+    """Status of one (dataset, trainer): fold numbers per state and the finished folds' Dice (0-1)."""
+
+    dataset: str
+    trainer: str
+    finished: list[int]
+    running: list[int]
+    missing: list[int]
+    dice: dict[int, float]
+
+    @property
+    def dice_summary(self) -> str:
+        mean, std = mean_std(list(self.dice.values()))
+        return "-" if math.isnan(mean) else f"{mean:.4f} +- {std:.4f} (n={len(self.dice)})"
+
+
+def trained_trainers(results: Path, dataset: Dataset, plans: str, configuration: str) -> list[str]:
+    """Trainer names with a ``<trainer>__<plans>__<configuration>`` folder under the dataset's results."""
+    folder = results / dataset.name
+    suffix = f"__{plans}__{configuration}"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.is_dir() and p.name.endswith(suffix))
+
+
+def folds_of(results: Path, preprocessed: Path | None, dataset: Dataset, trainers: Sequence[str], plans: str,
+             configuration: str) -> list[int]:
+    """Expected folds: those of ``splits_final.json``, plus any ``fold_k`` already present (else 0-4)."""
+    count = split_fold_count(preprocessed, dataset)
+    folds = set(range(count)) if count else set()
+    for trainer in trainers:
+        model = results / dataset.name / f"{trainer}__{plans}__{configuration}"
+        if model.is_dir():
+            folds.update(int(m.group(1)) for p in model.iterdir() if (m := re.fullmatch(r"fold_(\d+)", p.name)))
+    return sorted(folds) if folds else list(DEFAULT_FOLDS)
+
+
+def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset], trainers: Sequence[str] | None,
+            folds: Sequence[int] | None, plans: str, configuration: str) -> list[Row]:
+    """One row per (dataset, trainer); trainers default to those found in the results folder."""
+    rows = []
+    for dataset in datasets:
+        names = list(trainers) if trainers else trained_trainers(results, dataset, plans, configuration)
+        expected = list(folds) if folds else folds_of(results, preprocessed, dataset, names, plans, configuration)
+        for trainer in names:
+            row = Row(dataset.name, trainer, [], [], [], {})
+            for fold in expected:
+                folder = Job(dataset, trainer, fold, configuration, plans).fold_folder(results)
+                state = fold_state(folder)
+                getattr(row, state.value).append(fold)
+                if state is State.FINISHED:
+                    dice = fold_dice(folder)
+                    if dice is not None:
+                        row.dice[fold] = dice
+            rows.append(row)
+    return rows
+
+
+def render_table(rows: Sequence[Row]) -> str:
+    """A plain-text table; fold lists are compressed to ranges (``0-4,7``)."""
+    header = ("dataset", "trainer", "finished", "running", "missing", "Dice (finished folds)")
+    body = [(r.dataset, r.trainer, _ranges(r.finished), _ranges(r.running), _ranges(r.missing), r.dice_summary)
+            for r in rows]
+    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+             for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def _ranges(folds: Sequence[int]) -> str:
+    if not folds:
+        return "-"
+    runs: list[list[int]] = []
+    for fold in folds:
+        if runs and fold == runs[-1][-1] + 1:
+            runs[-1].append(fold)
+        else:
+            runs.append([fold])
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser.add_argument("--datasets", nargs="+", metavar="ID", help="dataset ids or names (default: all in results)")
+    parser.add_argument("--trainers", nargs="+", metavar="NAME",
+                        help="trainer names or families paper/auto (default: those found in the results)")
+    parser.add_argument("--folds", nargs="+", help="folds, e.g. 0-9 (default: the folds of splits_final.json)")
+    parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION, help="default: %(default)s")
+    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help="default: %(default)s")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    roots = nnunet_roots()
+    results = roots["nnUNet_results"]
+    if results is None:
+        raise UserError("nnUNet_results is not set: nnU-Net's results folder is where the status is read")
+    if not results.is_dir():
+        raise UserError(f"{results}: nnUNet_results is not a folder")
+    if args.datasets:
+        datasets = resolve_datasets(args.datasets, roots)
+    else:
+        datasets = [Dataset(i, name) for i, name in find_datasets([results]).items()]
+    rows = collect(results, roots["nnUNet_preprocessed"], datasets,
+                   expand_trainers(args.trainers) if args.trainers else None,
+                   parse_folds(args.folds) if args.folds else None, args.plans, args.configuration)
+    if args.json:
+        summaries = [mean_std(list(r.dice.values())) for r in rows]
+        print(json.dumps([asdict(r) | {"dice_mean": None if math.isnan(m) else m, "dice_std": None if math.isnan(s)
+                                       else s} for r, (m, s) in zip(rows, summaries, strict=True)], indent=2))
+    elif not rows:
+        print(f"no trainings found in {results}")
+    else:
+        print(render_table(rows), end="")
+    return 0
