@@ -1,0 +1,198 @@
+"""Mono (monofractal recalibration) and ``singularity_exponents`` against recalibration_reference.md §6."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nnunet_se.modules import create_recalibration
+from nnunet_se.modules.mono import box_sum, ols_weights, singularity_exponents
+
+REFERENCE_4X4 = [
+    [1.7813, 1.5434, 1.3648, 1.7897],
+    [1.1024, 1.0000, 0.9104, 1.3694],
+    [0.7589, 0.6936, 0.6338, 1.1056],
+    [1.1338, 1.0785, 1.0272, 1.5028],
+]
+
+
+def brute_alpha(x: np.ndarray, radii: tuple[int, ...], minmax: bool = True) -> np.ndarray:
+    """NumPy reference: batch min-max, r^d shifted-view box sums with zero padding, full OLS over all radii."""
+    if minmax:
+        axes = (0, *range(2, x.ndim))
+        low, high = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+        x = 1 + 255 * (x - low) / np.clip(high - low, 1e-7, 1e9)
+    logs = []
+    for r in radii:
+        left = (r - 1) // 2
+        padded = np.pad(x, [(0, 0), (0, 0)] + [(left, r - 1 - left)] * (x.ndim - 2))
+        total = np.zeros_like(x)
+        for offset in np.ndindex(*(r,) * (x.ndim - 2)):
+            index = (slice(None), slice(None)) + tuple(
+                slice(o, o + n) for o, n in zip(offset, x.shape[2:], strict=True)
+            )
+            total += padded[index]
+        logs.append(np.log(total + 1e-7))
+    lr = np.log(np.array(radii, dtype=np.float64))
+    lr = lr - lr.mean()
+    stacked = np.stack(logs)
+    stacked = stacked - stacked.mean(0)
+    return np.tensordot(lr, stacked, axes=1) / (lr**2).sum()
+
+
+class TestSingularityExponents:
+    def test_ols_closed_form(self) -> None:
+        """O-M1: for radii {2,4,8} the slope is (ln μ8 − ln μ2)/(2 ln 2), independent of μ4."""
+        w = ols_weights((2, 4, 8))
+        for mu4 in (100.0, 1.0, 1e6):
+            slope = sum(wk * math.log(m + 1e-7) for wk, m in zip(w, (3.0, mu4, 50.0), strict=True))
+            assert abs(slope - 2.0294468) < 1e-6
+        assert abs(w[1]) < 1e-15
+
+    def test_reference_vector(self) -> None:
+        alpha = singularity_exponents(torch.arange(16.0).reshape(1, 1, 4, 4))
+        assert torch.allclose(alpha[0, 0], torch.tensor(REFERENCE_4X4), atol=1e-4)
+
+    @pytest.mark.parametrize(
+        "shape, radii",
+        [
+            ((2, 3, 9, 11), (2, 4, 8)),
+            ((1, 2, 6, 7, 5), (2, 4, 8)),
+            ((2, 2, 10, 9), (3, 5)),
+            ((2, 1, 8, 8), (1, 2, 3, 6)),
+        ],
+    )
+    def test_matches_brute_force(self, shape: tuple[int, ...], radii: tuple[int, ...]) -> None:
+        """General radii (odd, even, non-powers of two) and full OLS, 2D and 3D, against the NumPy reference."""
+        x = torch.randn(shape, dtype=torch.float64)
+        expected = brute_alpha(x.numpy(), radii)
+        assert np.allclose(singularity_exponents(x, radii).numpy(), expected, atol=1e-9)
+
+    @pytest.mark.parametrize("r", [1, 2, 3, 4, 5, 8, 13])
+    @pytest.mark.parametrize("dims", [2, 3])
+    def test_box_sum_is_same_padded_convolution(self, r: int, dims: int) -> None:
+        x = torch.rand(2, 3, *(9,) * dims, dtype=torch.float64)
+        conv = F.conv2d if dims == 2 else F.conv3d
+        expected = conv(x, torch.ones(3, 1, *(r,) * dims, dtype=torch.float64), padding="same", groups=3)
+        assert torch.allclose(box_sum(x, r), expected, atol=1e-12)
+
+    @pytest.mark.parametrize(
+        "shape, index, expected",
+        [
+            ((12, 12), (0, 0), 0.5 * math.log2(6.25)),
+            ((12, 12), (0, 3), 0.5 * math.log2(10)),
+            ((12, 12), (3, 3), 2.0),
+            ((12, 12), (10, 10), 1.321928),
+            ((12, 12), (11, 11), 2.0),
+            ((8, 8), (3, 7), 2.0),
+            ((8, 8), (4, 4), math.log2(3.5)),
+            ((10, 10, 10), (4, 4, 4), 3.0),
+            ((10, 10, 10), (0, 0, 0), 0.5 * math.log2(125 / 8)),
+            ((10, 10, 10), (9, 9, 9), 3.0),
+        ],
+    )
+    @pytest.mark.parametrize("value, batch", [(3.0, 1), (-7.5, 3), (0.0, 2)])
+    def test_constant_input(self, shape, index, expected, value: float, batch: int) -> None:
+        """O-M2: constant input -> u ≡ 1 -> α = d inside, separable border values from zero SAME padding."""
+        alpha = singularity_exponents(torch.full((batch, 2, *shape), value))
+        assert torch.allclose(alpha[(slice(None), slice(None), *index)], torch.tensor(expected), atol=1e-6)
+
+    @pytest.mark.parametrize(
+        "dims, support, expected",
+        [
+            (2, "point", 0.0),
+            (2, "line", 1.0),
+            (2, "plane", 2.0),
+            (3, "point", 0.0),
+            (3, "line", 1.0),
+            (3, "plane", 2.0),
+        ],
+    )
+    def test_geometric_measures(self, dims: int, support: str, expected: float) -> None:
+        """O-M3 (raw α, no min-max): a point -> 0, a line -> 1, a plane -> 2 at interior positions."""
+        x = torch.zeros((1, 1) + (17,) * dims, dtype=torch.float64)
+        centre = (0, 0) + (8,) * dims
+        index = {
+            "point": centre,
+            "line": (0, 0) + (8,) * (dims - 1) + (slice(None),),
+            "plane": (0, 0) + (8,) * (dims - 2) + (slice(None), slice(None)),
+        }[support]
+        x[index] = 5.0
+        assert abs(singularity_exponents(x, minmax=None)[centre].item() - expected) < 1e-6
+
+    def test_invariances(self) -> None:
+        """O-M5: raw α invariant to positive scaling; full α invariant to a per-channel positive affine map
+        over the whole batch, but not to a negative one."""
+        x = torch.rand(2, 3, 9, 9, dtype=torch.float64) + 0.5
+        raw = singularity_exponents(x, minmax=None)
+        assert torch.allclose(singularity_exponents(3.7 * x, minmax=None), raw, atol=1e-6)
+        a, b = torch.tensor([0.5, 2.0, 9.0]).view(1, 3, 1, 1), torch.tensor([-1.0, 3.0, 0.2]).view(1, 3, 1, 1)
+        full = singularity_exponents(x)
+        assert torch.allclose(singularity_exponents(a * x + b, minmax="batch"), full, atol=1e-9)
+        assert not torch.allclose(singularity_exponents(-x), full, atol=1e-3)
+
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+    def test_float32_under_autocast(self, dtype: torch.dtype) -> None:
+        """P-MONO-4: the 3D r=8 box sum reaches 512·256 > fp16 max; α is computed in float32 regardless."""
+        x = torch.rand(1, 2, 9, 9, 9) * 100
+        with torch.autocast("cpu", dtype=dtype):
+            alpha = singularity_exponents(x.to(dtype))
+        assert alpha.dtype == torch.float32 and torch.isfinite(alpha).all()
+        assert torch.allclose(alpha, singularity_exponents(x.to(dtype).float()))
+
+    def test_sample_minmax_is_per_sample(self) -> None:
+        x = torch.randn(3, 2, 8, 8)
+        per_sample = singularity_exponents(x, minmax="sample")
+        assert torch.allclose(per_sample[1:2], singularity_exponents(x[1:2], minmax="batch"))
+        assert not torch.allclose(per_sample, singularity_exponents(x, minmax="batch"))
+
+
+class TestMono:
+    def test_batch_norm_mean_is_beta(self) -> None:
+        """O-M7: in train mode the batch mean of the squeeze vector is β; with B=1 the gate is
+        σ(W2 δ(W1 β + b1) + b2) whatever the input."""
+        module = create_recalibration("mono", 8, 2).train()
+        with torch.no_grad():
+            module.bn.bias.copy_(torch.linspace(-1, 1, 8))
+        squeezes = []
+        module.excitation.register_forward_pre_hook(lambda m, args: squeezes.append(args[0]))
+        module(torch.randn(4, 8, 10, 10))
+        assert torch.allclose(squeezes[0].mean(0), module.bn.bias.detach(), atol=1e-5)
+        gates = [module(x) / x for x in (torch.rand(1, 8, 10, 10) + 0.1, torch.rand(1, 8, 10, 10) * 50 + 1)]
+        expected = torch.sigmoid(module.excitation(module.bn.bias.detach()[None])).view(1, 8, 1, 1)
+        for gate in gates:
+            assert torch.allclose(gate, expected.expand_as(gate), atol=1e-5)
+
+    @pytest.mark.parametrize("shape", [(2, 4, 1, 1), (1, 4, 1, 1), (2, 4, 2, 2), (1, 4, 2, 2, 2)])
+    @pytest.mark.parametrize("train", [True, False])
+    def test_tiny_maps_are_finite(self, shape: tuple[int, ...], train: bool) -> None:
+        """O-M8: 1x1 and 2x2 maps, negative inputs."""
+        module = create_recalibration("mono", 4, len(shape) - 2).train(train)
+        assert torch.isfinite(module(-torch.rand(shape))).all()
+
+    @pytest.mark.parametrize("dims", [2, 3])
+    def test_zero_last_layer_halves(self, dims: int) -> None:
+        module = create_recalibration("mono", 8, dims)
+        with torch.no_grad():
+            module.excitation.fc2.weight.zero_()
+            module.excitation.fc2.bias.zero_()
+        x = torch.randn(2, 8, *(6,) * dims)
+        assert torch.equal(module(x), 0.5 * x)
+
+    def test_gate_formula(self) -> None:
+        """Eval mode: gate = σ(MLP(mean(BN(α)))) with the running statistics."""
+        module = create_recalibration("mono", 8, 2).eval()
+        with torch.no_grad():
+            module.bn.running_mean.uniform_(1, 2)
+            module.bn.running_var.uniform_(0.1, 1)
+        x = torch.randn(3, 8, 7, 9)
+        alpha = singularity_exponents(x)
+        normalised = (alpha - module.bn.running_mean.view(1, 8, 1, 1)) / torch.sqrt(
+            module.bn.running_var.view(1, 8, 1, 1) + 1e-3
+        )
+        expected = torch.sigmoid(module.excitation(normalised.mean((2, 3)))).view(3, 8, 1, 1) * x
+        assert torch.allclose(module(x), expected, atol=1e-5)

@@ -1,0 +1,77 @@
+"""SRM against the numeric oracles of recalibration_reference.md §6 (official and Martins flavours)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nnunet_se.modules import create_recalibration
+
+SAMPLE = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).view(1, 1, 2, 2)
+
+
+class TestSRM:
+    @pytest.mark.parametrize("flavour, std", [("original", 1.2909983), ("paper", 1.1180340)])
+    def test_style_pooling(self, flavour: str, std: float) -> None:
+        """Unbiased std (+1e-5 inside sqrt) for the official layer, population std for the Martins layer."""
+        style = create_recalibration("srm", 1, 2, flavour).style(SAMPLE)
+        assert style.shape == (1, 1, 2)
+        assert torch.allclose(style.flatten(), torch.tensor([1.5, std]), atol=1e-6)
+
+    @pytest.mark.parametrize(
+        "flavour, expected",
+        [
+            ("original", 0.9421867),
+            ("paper", 1 / (1 + math.exp(-(1.5 + math.sqrt(1.25 + 1e-12)) / math.sqrt(1 + 1e-3)))),
+        ],
+    )
+    def test_eval_gate(self, flavour: str, expected: float) -> None:
+        """cfc = [1, 1], BN at init in eval mode: gate = σ(z / sqrt(1 + eps))."""
+        module = create_recalibration("srm", 1, 2, flavour).eval()
+        with torch.no_grad():
+            module.cfc.fill_(1.0)
+        assert torch.allclose(module(SAMPLE), expected * SAMPLE, atol=1e-6)
+
+    @pytest.mark.parametrize("flavour", ["original", "paper"])
+    def test_train_batch_of_two_is_binary(self, flavour: str) -> None:
+        """BN over two values gives ≈ ∓1 whatever the inputs (z=[0.3, 1.7] -> [0.268943, 0.731057])."""
+        module = create_recalibration("srm", 1, 2, flavour).train()
+        with torch.no_grad():
+            module.cfc.copy_(torch.tensor([[1.0, 0.0]]))
+        x = torch.stack([torch.full((1, 3, 3), 0.3), torch.full((1, 3, 3), 1.7)])
+        gates = (module(x) / x)[:, 0, 0, 0]
+        eps = module.bn.eps
+        expected = torch.sigmoid(torch.tensor([-0.7, 0.7]) / math.sqrt(0.49 + eps))
+        assert torch.allclose(gates, expected, atol=1e-6)
+        if flavour == "original":
+            assert torch.allclose(gates, torch.tensor([0.268943, 0.731057]), atol=1e-6)
+
+    @pytest.mark.parametrize("flavour, dims", [(f, d) for f in ("original", "paper") for d in (2, 3)])
+    def test_train_batch_of_one_gives_beta(self, flavour: str, dims: int) -> None:
+        """B=1 in train mode: no error; the normalised value is β, running statistics stay untouched."""
+        module = create_recalibration("srm", 4, dims, flavour).train()
+        with torch.no_grad():
+            module.bn.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 2.0]))
+        x = torch.randn(1, 4, *(5,) * dims)
+        expected = torch.sigmoid(module.bn.bias.detach()).view(1, 4, *(1,) * dims) * x
+        assert torch.allclose(module(x), expected, atol=1e-6)
+        assert torch.equal(module.bn.running_mean, torch.zeros(4))
+
+    @pytest.mark.parametrize("train", [True, False])
+    def test_official_zero_init_halves(self, train: bool) -> None:
+        """O-4: official cfc = 0 -> z = 0 -> BN output β = 0 -> y = 0.5 x, train and eval."""
+        module = create_recalibration("srm", 6, 2, "original").train(train)
+        x = torch.randn(3, 6, 5, 5)
+        assert torch.equal(module(x), 0.5 * x)
+
+    def test_paper_cfc_is_shared(self) -> None:
+        module = create_recalibration("srm", 6, 2, "paper")
+        assert module.cfc.shape == (1, 2)
+        assert module.bn.eps == 1e-3 and module.bn.momentum == 0.01
+
+    def test_single_position_map_has_no_nan(self) -> None:
+        """P-SRM-2: the unbiased variance of one value is undefined; SRM uses 0 there."""
+        module = create_recalibration("srm", 3, 2, "original")
+        assert torch.isfinite(module(torch.randn(2, 3, 1, 1))).all()
