@@ -24,3 +24,7 @@ def real_samples() -> Path:
     if not path.is_dir():
         pytest.fail(f"NNUNET_SE_REAL_SAMPLES={value} is not a folder")
     return path
+
+
+# End-to-end nnU-Net session fixtures (tests/nnunet_e2e.py): nnunet_preprocessed, nnunet_e2e.
+from nnunet_e2e import nnunet_e2e, nnunet_preprocessed  # noqa: E402, F401
