@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -21,17 +22,26 @@ def _json_safe(value):
     return value
 
 
-def write_json(path: Path, payload) -> None:
-    """JSON with NaN/inf written as null (strict JSON)."""
-    path.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+def json_text(payload) -> str:
+    """Strict JSON (NaN/inf written as null), indented."""
+    return json.dumps(_json_safe(payload), indent=2) + "\n"
 
 
-def write_csv(path: Path, rows: Sequence[dict]) -> None:
+def csv_text(rows: Sequence[dict]) -> str:
     """CSV with the union of the rows' keys as header, in first-seen order."""
     fields: list[str] = []
     for row in rows:
         fields.extend(k for k in row if k not in fields)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_json(path: Path, payload) -> None:
+    path.write_text(json_text(payload))
+
+
+def write_csv(path: Path, rows: Sequence[dict]) -> None:
+    path.write_text(csv_text(rows))

@@ -1,0 +1,68 @@
+"""Paired significance tests against a baseline, and Holm's step-down correction.
+
+- ``paired_ttest``: scipy's two-sided paired t-test over folds (the paper's test).
+- ``nadeau_bengio``: corrected resampled t-test (Nadeau & Bengio 2003): with fold differences d_j (j = 1..k),
+  t = mean(d) / sqrt((1/k + n_test/n_train) * var(d, ddof=1)), two-sided p from Student's t with k - 1 d.o.f.
+- ``wilcoxon``: scipy's two-sided Wilcoxon signed-rank test on paired per-case values (zero differences dropped,
+  scipy's default ``zero_method="wilcox"``).
+- ``holm``: Holm-adjusted p-values, p_(i) * (m - i + 1) for ascending p, made monotone, capped at 1; NaN kept.
+
+Every test returns NaN when it is undefined (fewer than 2 pairs, zero variance, all differences zero).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def paired_ttest(a: Sequence[float], b: Sequence[float]) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size < 2 or np.all(a - b == (a - b)[0]):
+        return math.nan
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def nadeau_bengio(a: Sequence[float], b: Sequence[float], test_train_ratio: float) -> float:
+    d = np.asarray(a, float) - np.asarray(b, float)
+    k = d.size
+    if k < 2:
+        return math.nan
+    var = d.var(ddof=1)
+    if var == 0.0:
+        return math.nan
+    t = d.mean() / math.sqrt((1.0 / k + test_train_ratio) * var)
+    return float(2.0 * stats.t.sf(abs(t), k - 1))
+
+
+def wilcoxon(a: Sequence[float], b: Sequence[float]) -> float:
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if d.size < 2 or np.all(d == 0.0):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.wilcoxon(np.asarray(a, float), np.asarray(b, float)).pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    p = np.asarray(pvalues, float)
+    valid = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(p.shape, np.nan)
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = order.size
+    running = 0.0
+    for i, idx in enumerate(order):
+        running = max(running, min(1.0, p[idx] * (m - i)))
+        adjusted[idx] = running
+    return adjusted.tolist()
+
+
+def significance_mark(p: float) -> str:
+    """The paper's marks: ‡ for p <= 0.01, † for p <= 0.05, else nothing."""
+    if math.isnan(p):
+        return ""
+    return "‡" if p <= 0.01 else "†" if p <= 0.05 else ""
