@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from collections.abc import Sequence
 
 from nnunet_se.conversion.converter import DatasetRules, Options, conversion_metadata, convert
@@ -69,14 +70,17 @@ def _convert(argv: Sequence[str]) -> int:
         size=args.size, workers=args.workers, include_normal=args.include_normal, dedupe=args.dedupe,
         scheme=args.splits, folds=args.folds, seed=args.seed,
     )
-    install_sigterm_handler()
     files = collect_sources(args.source)
     writer = RawDatasetWriter(
         args.raw_dir, args.id, args.name or rules.default_name, overwrite=args.overwrite,
         preprocessed_dir=args.preprocessed_dir, metadata=conversion_metadata(rules, options),
     )
-    with writer:
-        summary = convert(rules, files, writer, options, ", ".join(args.source))
+    previous = install_sigterm_handler()
+    try:
+        with writer:
+            summary = convert(rules, files, writer, options, ", ".join(args.source))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(
         f"wrote {writer.output}: {summary['train']} training + {summary['test']} test cases, "
         f"{summary['duplicate_groups']} duplicate group(s), {summary['dropped']} dropped"

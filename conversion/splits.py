@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from nnunet_se.errors import UserError
 
@@ -48,6 +47,8 @@ def make_splits(
     seed: int,
 ) -> list[dict[str, list[str]]]:
     """Folds for ``case_ids`` (in their canonical order); ``classes`` per case or None; ``groups`` = duplicates."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold  # slow import
+
     if scheme not in ("paper", "authors"):
         raise ValueError(f"scheme {scheme!r} writes no splits (choose from paper, authors)")
     n = len(case_ids)

@@ -136,13 +136,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def install_sigterm_handler() -> None:
-    """Make SIGTERM raise KeyboardInterrupt in the main process, so ``kill`` cleans up like Ctrl-C."""
+def install_sigterm_handler() -> Any:
+    """Make SIGTERM raise KeyboardInterrupt in the main process, so ``kill`` cleans up like Ctrl-C.
+
+    Returns the previous handler (restore it with ``signal.signal(signal.SIGTERM, previous)``).
+    """
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signal.SIGTERM, handler)
 
 
 class RawDatasetWriter:
