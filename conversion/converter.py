@@ -78,12 +78,17 @@ def is_image(file: SourceFile) -> bool:
 def pair_files(
     images: Iterable[tuple[str, SourceFile]], masks: Iterable[tuple[str, SourceFile]], require_mask: bool = True
 ) -> Iterator[tuple[str, SourceFile, tuple[SourceFile, ...]]]:
-    """Join (key, image) with (key, mask) pairs: every image needs a mask (if required), every mask an image."""
+    """Join (key, image) with (key, mask) pairs: every image needs a mask (if required), every mask an image.
+
+    No images at all yields nothing (the caller reports the layout), whatever masks there are.
+    """
     by_key: dict[str, SourceFile] = {}
     for key, image in images:
         if key in by_key:
             raise UserError(f"{image.display}: a second image for {key!r} (first: {by_key[key].display})")
         by_key[key] = image
+    if not by_key:
+        return
     masks_of: dict[str, list[SourceFile]] = {}
     for key, mask in masks:
         if key not in by_key:

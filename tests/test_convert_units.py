@@ -1,0 +1,172 @@
+"""Units of the conversion package: splits (oracle: sklearn), perceptual hash, mask resizing, the in-memory writer."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from nnunet_se.conversion.cases import read_case_table
+from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, hamming_matrix, phash, pixel_digest
+from nnunet_se.conversion.images import decode_mask, resize_mask
+from nnunet_se.conversion.splits import make_splits
+from nnunet_se.conversion.writer import Case, RawDatasetWriter
+from PIL import Image
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from nnunet_se.errors import UserError
+
+IDS = [f"case_{i:03d}" for i in range(23)]
+CLASSES = ["a" if i % 3 else "b" for i in range(23)]
+
+
+def _fold_of(splits: list[dict[str, list[str]]]) -> dict[str, int]:
+    return {c: k for k, fold in enumerate(splits) for c in fold["val"]}
+
+
+@pytest.mark.parametrize(
+    ("classes", "oracle"),
+    [
+        (None, lambda: KFold(5).split(IDS)),
+        (CLASSES, lambda: StratifiedKFold(5, shuffle=True, random_state=42).split(IDS, CLASSES)),
+    ],
+    ids=["kfold", "stratified"],
+)
+def test_authors_scheme_equals_their_sklearn_split(classes: list[str] | None, oracle: object) -> None:
+    splits = make_splits(IDS, classes, [], "authors", 5, 42)
+    expected = [sorted(np.array(IDS)[test].tolist()) for _, test in oracle()]  # type: ignore[operator]
+    assert [fold["val"] for fold in splits] == expected
+
+
+def test_authors_scheme_moves_duplicate_groups_to_first_member_fold() -> None:
+    groups = [["case_000", "case_020"], ["case_005", "case_006", "case_019"]]
+    plain = _fold_of(make_splits(IDS, None, [], "authors", 5, 42))
+    grouped = _fold_of(make_splits(IDS, None, groups, "authors", 5, 42))
+    moved = {c: plain[g[0]] for g in groups for c in g}
+    assert grouped == {c: moved.get(c, plain[c]) for c in IDS}
+
+
+@pytest.mark.parametrize("classes", [None, CLASSES], ids=["grouped", "stratified-grouped"])
+def test_paper_scheme_is_grouped_seeded_and_complete(classes: list[str] | None) -> None:
+    groups = [["case_001", "case_002", "case_010"], ["case_004", "case_022"]]
+    splits = make_splits(IDS, classes, groups, "paper", 10, 7)
+    assert splits == make_splits(IDS, classes, groups, "paper", 10, 7)
+    assert splits != make_splits(IDS, classes, groups, "paper", 10, 8)
+    fold_of = _fold_of(splits)
+    assert sorted(fold_of) == IDS and len(splits) == 10
+    for group in groups:
+        assert len({fold_of[c] for c in group}) == 1
+    for fold in splits:
+        assert sorted(fold["train"] + fold["val"]) == IDS and not set(fold["train"]) & set(fold["val"])
+
+
+def test_too_many_folds_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="--folds 5"):
+        make_splits(IDS[:6], None, [IDS[:3]], "paper", 5, 0)
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def _real_images(real: Path) -> list[np.ndarray]:
+    paths = sorted((real / "kvasir_seg" / "Kvasir-SEG" / "images").glob("*.jpg"))[:12]
+    return [np.asarray(Image.open(p).convert("RGB").resize((224, 224))) for p in paths]
+
+
+@pytest.mark.real
+def test_phash_groups_synthetic_near_duplicates_of_real_images(real_samples: Path) -> None:
+    """Half-size, JPEG q=40 and 2 %-cropped copies join their original; the distinct real images stay apart."""
+    images = _real_images(real_samples)
+    distinct = hamming_matrix([phash(a) for a in images])
+    assert distinct[np.triu_indices(len(images), 1)].min() > PHASH_THRESHOLD
+    original = images[0]
+    h, w = original.shape[:2]
+    copies = {
+        "half": np.asarray(Image.fromarray(original).resize((w // 2, h // 2), Image.Resampling.BILINEAR)),
+        "jpeg40": _jpeg(original, 40),
+        "crop": original[h // 50 : h - h // 50, w // 50 : w - w // 50],
+    }
+    for name, copy in copies.items():
+        assert bin(phash(original) ^ phash(copy)).count("1") <= PHASH_THRESHOLD, name
+    ids = ["orig", *copies, *[f"other_{i}" for i in range(1, len(images))]]
+    arrays = [original, *copies.values(), *images[1:]]
+    groups = duplicate_groups(ids, [pixel_digest(a) for a in arrays], [phash(a) for a in arrays])
+    assert groups == [sorted(["orig", *copies])]
+
+
+def test_exact_duplicates_group_transitively() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    ids, arrays = ["x", "y", "z"], [a, a.copy(), b]
+    hashes = [0, 2**63 - 1, 0xAAAA_AAAA_AAAA_AAAA]  # hashes far apart: only the pixel digests can join x and y
+    assert duplicate_groups(ids, [pixel_digest(v) for v in arrays], hashes) == [["x", "y"]]
+    assert duplicate_groups(["p", "q", "r"], ["1", "2", "3"], [0b0, 0b111111, 0b111111111111]) == [["p", "q", "r"]]
+
+
+@pytest.mark.parametrize(
+    ("values", "threshold", "error"),
+    [
+        ((0, 255), None, None),
+        ((0, 1), None, None),
+        ((0, 7, 250), 128, None),
+        ((0, 128, 255), None, "not binary"),
+        ((0, 2), None, "not binary"),
+    ],
+)
+def test_decode_mask_thresholds(values: tuple[int, ...], threshold: int | None, error: str | None) -> None:
+    arr = np.array([values * 4], dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    if error:
+        with pytest.raises(UserError, match=error):
+            decode_mask(buf.getvalue(), "m.png", threshold)
+    else:
+        expected = arr[0] >= (threshold or 1)
+        assert (decode_mask(buf.getvalue(), "m.png", threshold).pixels[0] == expected).all()
+
+
+def test_resize_mask_is_bilinear_then_half_threshold() -> None:
+    """A 4x4 mask with its left half set, down to 2x2: left column stays 1, right 0; a single pixel vanishes."""
+    mask = np.zeros((4, 4), bool)
+    mask[:, :2] = True
+    assert resize_mask(mask, 2).tolist() == [[True, False], [True, False]]
+    dot = np.zeros((8, 8), bool)
+    dot[3, 3] = True
+    assert not resize_mask(dot, 2).any()
+
+
+def test_writer_in_memory_cases_for_synthetic_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    with RawDatasetWriter(tmp_path / "raw", 7, "Synthetic", preprocessed_dir=tmp_path / "pre") as writer:
+        for i in range(4):
+            image = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+            writer.add(Case(f"syn_{i}", image, image[:, :, 0] > 128, cls="k" if i % 2 else ""))
+        writer.add(Case("syn_test", image, None, subset="test"))
+        writer.set_splits([{"train": ["syn_0", "syn_1"], "val": ["syn_2", "syn_3"]}], {"scheme": "custom", "seed": 3})
+    out = tmp_path / "raw" / "Dataset007_Synthetic"
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["Dataset007_Synthetic"]
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 4
+    label = np.asarray(Image.open(out / "labelsTr" / "syn_3.png"))
+    assert (label == (np.asarray(Image.open(out / "imagesTr" / "syn_3_0000.png"))[:, :, 0] > 128)).all()
+    assert (out / "imagesTs" / "syn_test_0000.png").exists() and not (out / "labelsTs").exists()
+    table = read_case_table(out)
+    assert (table["syn_1"]["class"], table["syn_0"]["original_size"], table["syn_test"]["subset"]) == ("k", "48x40",
+                                                                                                        "test")
+    sidecar = json.loads((tmp_path / "pre" / out.name / "nnunet_se_splits.json").read_text())
+    assert sidecar == {"scheme": "custom", "seed": 3, "duplicate_groups": []}
+
+
+def test_writer_leaves_nothing_on_error(tmp_path: Path) -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(RuntimeError), RawDatasetWriter(tmp_path, 8, "Broken") as writer:
+        writer.add(Case("a", image, np.zeros((8, 8), bool)))
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UserError, match="mask values"), RawDatasetWriter(tmp_path, 8, "Broken") as writer:
+        writer.add(Case("a", image, np.full((8, 8), 2)))
+    assert list(tmp_path.iterdir()) == []
