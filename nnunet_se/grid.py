@@ -80,6 +80,8 @@ requeue() {{
     exit 0
 }}
 trap requeue USR1
+# nnU-Net sizes its augmentation workers from the node's cores, not the job's allocation
+export nnUNet_n_proc_DA="${{nnUNet_n_proc_DA:-${{SLURM_CPUS_PER_TASK:-{cpus}}}}}"
 index="${{SLURM_ARRAY_TASK_ID:?run this file with sbatch (or set SLURM_ARRAY_TASK_ID)}}"
 if [ "$index" -ge "${{#MANIFEST[@]}}" ]; then
     echo "[nnunet-se] array index $index is outside the manifest (${{#MANIFEST[@]}} jobs)" >&2
@@ -135,7 +137,7 @@ def render_script(jobs: Sequence[Job], args: argparse.Namespace, environ: dict[s
         directives.append(f"--partition={args.slurm_partition}")
     directives += args.slurm_extra
     header += [f"#SBATCH {d}" for d in directives]
-    return "\n".join(header) + "\n" + prelude + "\n" + _SLURM_BODY.format()
+    return "\n".join(header) + "\n" + prelude + "\n" + _SLURM_BODY.format(cpus=args.slurm_cpus)
 
 
 def render_json(jobs: Sequence[Job], states: Sequence[State], args: argparse.Namespace) -> str:

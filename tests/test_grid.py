@@ -259,6 +259,7 @@ def test_slurm_array_maps_every_index_to_a_distinct_job(nnunet_dirs: dict[str, P
     assert directives["array"] == "0-179%16"
     assert directives["partition"] == "gpu" and directives["time"] == "2-00:00:00" and directives["gpus"] == "1"
     assert directives["mem"] == "64G" and directives["account"] == "lab" and "requeue" in directives
+    assert 'export nnUNet_n_proc_DA="${nnUNet_n_proc_DA:-${SLURM_CPUS_PER_TASK:-8}}"' in script
     log_dir = Path(directives["output"]).parent
     assert log_dir == tmp_path / "nnunet-se-logs" and log_dir.is_dir()
     assert re.search(r"%A_%a", directives["output"]), "per-job logs need the array job and task ids"
