@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -292,13 +293,15 @@ def test_paper_training_protocol(paper_run) -> None:
     trainer, _, fold_dir, base = paper_run
     assert trainer.current_epoch == 1
     assert trainer.num_iterations_per_epoch == 2 and trainer.num_val_iterations_per_epoch == 2  # env controls
-    assert trainer.batch_size == 16 and trainer.configuration_manager.patch_size == [64, 64]
+    median = json.loads((base / "nnUNetPlans.json").read_text())["configurations"]["2d"]["median_image_size_in_voxels"]
+    patch = [min(224, 8 * math.ceil(m / 8)) for m in median]  # the fixture's images are smaller than 224
+    assert trainer.batch_size == 16 and trainer.configuration_manager.patch_size == patch
     assert not trainer.enable_deep_supervision and trainer.oversample_foreground_percent == 0.0
     assert isinstance(trainer.optimizer, torch.optim.Adam)
     assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.0
     assert trainer.inference_allowed_mirroring_axes is None
     plans = json.loads((fold_dir.parent / "plans.json").read_text())["configurations"]["2d"]
-    assert plans["patch_size"] == [64, 64] and plans["batch_size"] == 16  # what nnUNetv2_predict will use
+    assert plans["patch_size"] == patch and plans["batch_size"] == 16  # what nnUNetv2_predict will use
     split = json.loads((fold_dir / ES_SPLIT_FILE).read_text())
     fold = json.loads((base / "splits_final.json").read_text())[0]
     assert sorted(split["fit"] + split["early_stopping"]) == sorted(fold["train"])
