@@ -63,7 +63,8 @@ def plot_responses(sets: Sequence[ExcitationSet], stem: Path) -> list[Path]:
     dot, +- one std as a bar). Channels keep their network order on the x axis.
     """
     n_depth = max(len(s.depths) for s in sets)
-    fig, axes = plt.subplots(len(sets), n_depth, figsize=(4.0 * n_depth, 2.6 * len(sets)), squeeze=False)
+    fig, axes = plt.subplots(len(sets), n_depth, figsize=(4.0 * n_depth, 2.6 * len(sets)), squeeze=False,
+                             layout="constrained")
     for row, exc in enumerate(sets):
         for col in range(n_depth):
             ax = axes[row][col]

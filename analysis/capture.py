@@ -1,0 +1,88 @@
+"""Forward hooks on every recalibration module's channel ``gate``: one excitation vector per case and depth.
+
+A gate's output has shape ``(N, C, 1, ...)``; each of its N rows is one tile (nnU-Net's sliding window predicts one
+tile per call). The recorder sums the tile vectors of the current case and returns their mean when the case ends,
+so memory holds only the vectors (``C`` floats per depth and case), never feature maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class GateRecorder:
+    """Context manager: hooks ``<path>.gate`` for each module path (depth l = index + 1, shallowest first).
+
+    Use ``start_case()`` before a case's forward passes and ``finish_case()`` after them.
+    """
+
+    def __init__(self, network: nn.Module, module_paths: Sequence[str]):
+        if not module_paths:
+            raise ValueError("the network has no recalibration modules to record")
+        self.gates = [network.get_submodule(f"{p}.gate") for p in module_paths]
+        self.channels: dict[int, int | None] = {d: None for d in range(1, len(self.gates) + 1)}
+        self._sums: dict[int, torch.Tensor | None] = {}
+        self._tiles: dict[int, int] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> GateRecorder:
+        for depth, gate in enumerate(self.gates, start=1):
+            self._handles.append(gate.register_forward_hook(self._hook(depth)))
+        self.start_case()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, depth: int):
+        def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
+            rows = output.detach().flatten(2).mean(2).sum(0, dtype=torch.float64)  # (C,), summed over tiles
+            current = self._sums[depth]
+            self._sums[depth] = rows if current is None else current + rows
+            self._tiles[depth] += output.shape[0]
+
+        return hook
+
+    def start_case(self) -> None:
+        self._sums = {d: None for d in self.channels}
+        self._tiles = {d: 0 for d in self.channels}
+
+    def finish_case(self) -> tuple[dict[int, np.ndarray], int]:
+        """Per depth the mean gate vector over this case's tiles (float32, shape (C,)), and the tile count."""
+        if any(s is None for s in self._sums.values()):
+            missing = [d for d, s in self._sums.items() if s is None]
+            raise RuntimeError(f"no gate output recorded at depth(s) {missing} for this case")
+        tiles = set(self._tiles.values())
+        if len(tiles) != 1:
+            raise RuntimeError(f"gates fired a different number of times per depth: {self._tiles}")
+        n = tiles.pop()
+        vectors = {d: (s / n).cpu().numpy().astype(np.float32) for d, s in self._sums.items()}
+        for d, v in vectors.items():
+            self.channels[d] = v.shape[0]
+        self.start_case()
+        return vectors, n
+
+
+class ExcitationStream:
+    """Collects one vector per case and depth; memory grows by exactly those vectors."""
+
+    def __init__(self) -> None:
+        self.case_ids: list[str] = []
+        self.tiles: list[int] = []
+        self.rows: dict[int, list[np.ndarray]] = {}
+
+    def add(self, case_id: str, vectors: dict[int, np.ndarray], tiles: int) -> None:
+        self.case_ids.append(case_id)
+        self.tiles.append(tiles)
+        for depth, vector in vectors.items():
+            self.rows.setdefault(depth, []).append(vector)
+
+    def arrays(self) -> dict[int, np.ndarray]:
+        """``{depth: (cases, channels)}`` float32."""
+        return {d: np.stack(v).astype(np.float32) for d, v in sorted(self.rows.items())}

@@ -1,0 +1,75 @@
+"""Per-channel excitation responses (Fig. 2) and the instance-variability index.
+
+For excitations g_{i,c} (case i = 1..n, channel c = 1..C) at one depth:
+
+- Gaussian summary per channel: m_c = mean_i g_{i,c}, s_c = std_i g_{i,c} (ddof 1);
+- instance-variability index IVI = (1/C) sum_c s_c: how much a gate's output changes from one input to the next
+  (0 = a constant, input-independent gate such as the paper reports for FCA);
+- bounded IVI = (1/C) sum_c s_c / sqrt(m_c (1 - m_c)): each channel's std relative to the largest std a [0, 1]
+  variable with that mean can have (a Bernoulli's), so gates saturated near 0 or 1 are not read as stable;
+  channels with m_c (1 - m_c) = 0 contribute 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from nnunet_se.analysis.excitation_io import ExcitationSet
+from scipy import stats
+
+
+def channel_summary(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(m_c, s_c) of ``g`` (n, C); s_c = 0 when n = 1."""
+    std = g.std(axis=0, ddof=1) if g.shape[0] > 1 else np.zeros(g.shape[1])
+    return g.mean(axis=0), std
+
+
+def variability(g: np.ndarray) -> dict[str, float]:
+    mean, std = channel_summary(g)
+    bound = np.sqrt(mean * (1.0 - mean))
+    ratio = np.divide(std, bound, out=np.zeros_like(std), where=bound > 0)
+    return {"ivi": float(std.mean()), "ivi_bounded": float(ratio.mean()), "mean_excitation": float(mean.mean())}
+
+
+def variability_rows(sets: Sequence[ExcitationSet]) -> list[dict]:
+    """One row per file and depth: dataset, model, fold, depth, channels, n_cases, ivi, ivi_bounded, mean."""
+    return [{"dataset": s.dataset, "model": s.model, "fold": s.fold, "depth": d, "channels": int(g.shape[1]),
+             "n_cases": int(g.shape[0]), **variability(g)} for s in sets for d, g in s.depths.items()]
+
+
+def channel_rows(sets: Sequence[ExcitationSet]) -> list[dict]:
+    rows = []
+    for s in sets:
+        for d, g in s.depths.items():
+            mean, std = channel_summary(g)
+            rows += [{"dataset": s.dataset, "model": s.model, "fold": s.fold, "depth": d, "channel": c,
+                      "mean": float(m), "std": float(v), "n_cases": int(g.shape[0])}
+                     for c, (m, v) in enumerate(zip(mean, std, strict=True))]
+    return rows
+
+
+def attach_dice(rows: list[dict], folds: Sequence[dict]) -> list[dict]:
+    """Rows that have a Dice (%) for their (dataset, trainer, fold) in ``folds`` (the table JSON's ``folds``)."""
+    dice = {(f["dataset"], f["trainer"], str(f["fold"])): f["dice"] for f in folds
+            if f.get("finished") and f.get("dice") is not None}
+    matched = []
+    for row in rows:
+        value = dice.get((row["dataset"], row["model"], row["fold"]))
+        if value is not None:
+            matched.append({**row, "dice": float(value)})
+    return matched
+
+
+def correlations(points: Sequence[dict]) -> list[dict]:
+    """Spearman rho and p between IVI and Dice per depth (NaN with fewer than 3 points)."""
+    out = []
+    for depth in sorted({p["depth"] for p in points}):
+        sel = [p for p in points if p["depth"] == depth]
+        if len(sel) >= 3 and len({p["ivi"] for p in sel}) > 1 and len({p["dice"] for p in sel}) > 1:
+            rho, p = stats.spearmanr([p["ivi"] for p in sel], [p["dice"] for p in sel])
+        else:
+            rho = p = math.nan
+        out.append({"depth": depth, "n": len(sel), "spearman_rho": float(rho), "p": float(p)})
+    return out

@@ -1,0 +1,58 @@
+"""``nnunet-se-analyze responses``: per-channel excitation responses (Fig. 2) and instance variability vs Dice."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nnunet_se.analysis.excitation_io import load_many, staged_output
+from nnunet_se.analysis.plots import plot_ivi_dice, plot_responses
+from nnunet_se.analysis.responses import attach_dice, channel_rows, correlations, variability_rows
+from nnunet_se.analysis.tabular import write_csv, write_json
+
+from nnunet_se.errors import UserError
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split(":", 1)[1].strip())
+    p.add_argument("files", nargs="+", type=Path, help="excitation .npz files (JSON sidecar optional)")
+    p.add_argument("--dice", type=Path, help="JSON written by `nnunet-se-analyze table --format json`: adds a "
+                                             "scatter of the variability index against each fold's Dice")
+    p.add_argument("-o", "--output", type=Path, default=Path("excitation_responses"), help="output folder")
+    return p
+
+
+def _read_folds(path: Path) -> list[dict]:
+    try:
+        folds = json.loads(path.read_text())["folds"]
+        if not isinstance(folds, list):
+            raise TypeError("'folds' is not a list")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a table JSON with a 'folds' list ({exc})") from exc
+    return folds
+
+
+def main(argv: list[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    if args.output.exists() and not args.output.is_dir():
+        raise UserError(f"{args.output}: exists and is not a folder")
+    sets = load_many(args.files)
+    rows = variability_rows(sets)
+    points = attach_dice(rows, _read_folds(args.dice)) if args.dice else []
+    if args.dice and not points:
+        raise UserError(f"{args.dice}: no fold matches the excitation files' (dataset, trainer, fold)")
+    with staged_output(args.output) as tmp:
+        write_csv(tmp / "channels.csv", channel_rows(sets))
+        write_csv(tmp / "variability.csv", rows)
+        payload = {"index": "ivi = mean over channels of the per-channel std across cases (ddof 1)",
+                   "rows": rows}
+        if points:
+            payload["dice"] = {"points": points, "spearman_by_depth": correlations(points)}
+            plot_ivi_dice(points, tmp / "ivi_dice")
+        write_json(tmp / "variability.json", payload)
+        plot_responses(sets, tmp / "responses")
+    for r in rows:
+        print(f"{r['dataset'] or '-'}\t{r['model']}\tfold {r['fold'] or '-'}\tl={r['depth']}\tC={r['channels']}\t"
+              f"IVI={r['ivi']:.4f}\tbounded={r['ivi_bounded']:.4f}")
+    return 0

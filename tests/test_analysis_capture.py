@@ -1,0 +1,95 @@
+"""Gate capture on the paper U-Net with injected modules (d-n-a + injection, no training needed).
+
+The recorded vector is checked against the gate's multiplicative effect: a channel gate maps the stage output x to
+x * g, so g = output / input of the inserted module, measured here with hooks on the module itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
+from nnunet_se.trainers.paper import build_paper_unet
+
+from nnunet_se.injection import inject_recalibration
+
+FEATURES = (8, 16, 32, 64)
+
+
+def paper_net(module: str) -> tuple[torch.nn.Module, list[str]]:
+    """Paper U-Net with ``module`` injected; each module's input is shifted by +1 (pre-hook) so that no channel is
+    all zero after ReLU and output / input is defined everywhere."""
+    torch.manual_seed(0)
+    net = build_paper_unet(3, 2, features_per_stage=FEATURES)
+    paths = inject_recalibration(net, module, patch_size=(32, 32))
+    for path in paths:
+        net.get_submodule(path).register_forward_pre_hook(lambda m, inputs: (inputs[0] + 1.0,))
+    return net.eval(), paths
+
+
+def gate_from_module_io(net: torch.nn.Module, paths: list[str], x: torch.Tensor) -> dict[int, np.ndarray]:
+    """g per depth = mean over positions of (module output / module input), shape (N, C)."""
+    seen: dict[int, np.ndarray] = {}
+    handles = []
+    for depth, path in enumerate(paths, start=1):
+        def hook(module, inputs, output, depth=depth):
+            ratio = (output / inputs[0]).flatten(2)
+            seen[depth] = ratio.mean(2).numpy()
+        handles.append(net.get_submodule(path).register_forward_hook(hook))
+    with torch.no_grad():
+        net(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("module", ["cse", "srm", "mono"])
+def test_recorded_vector_is_the_gate(module: str) -> None:
+    net, paths = paper_net(module)
+    x = torch.rand(1, 3, 32, 32) + 0.1
+    expected = gate_from_module_io(net, paths, x)
+    with GateRecorder(net, paths) as recorder, torch.no_grad():
+        net(x)
+        vectors, tiles = recorder.finish_case()
+    assert tiles == 1
+    assert [v.shape[0] for v in vectors.values()] == list(FEATURES[:-1])
+    for depth, v in vectors.items():
+        np.testing.assert_allclose(v, expected[depth][0], rtol=1e-4, atol=1e-6)
+
+
+def test_tiles_are_averaged_and_hooks_removed() -> None:
+    net, paths = paper_net("cse")
+    tiles = [torch.rand(1, 3, 32, 32) + 0.1 for _ in range(3)]
+    expected = [gate_from_module_io(net, paths, t) for t in tiles]
+    with GateRecorder(net, paths) as recorder, torch.no_grad():
+        for t in tiles:
+            net(t)
+        vectors, n = recorder.finish_case()
+        net(torch.cat(tiles))  # a batch of 3 tiles counts as 3 tiles
+        batched, n_batched = recorder.finish_case()
+    assert n == n_batched == 3
+    for depth in vectors:
+        mean = np.mean([e[depth][0] for e in expected], axis=0)
+        np.testing.assert_allclose(vectors[depth], mean, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(batched[depth], mean, rtol=1e-4, atol=1e-6)
+    assert all(not gate._forward_hooks for gate in recorder.gates)
+
+
+def test_case_without_forward_is_an_error() -> None:
+    net, paths = paper_net("cse")
+    with GateRecorder(net, paths) as recorder, pytest.raises(RuntimeError, match="no gate output"):
+        recorder.finish_case()
+    with pytest.raises(ValueError, match="no recalibration modules"):
+        GateRecorder(net, [])
+
+
+def test_stream_holds_one_vector_per_case_and_depth() -> None:
+    stream = ExcitationStream()
+    for i in range(5):
+        stream.add(f"c{i}", {1: np.full(4, i, np.float32), 2: np.full(8, -i, np.float32)}, tiles=1 + i % 2)
+    arrays = stream.arrays()
+    assert {d: a.shape for d, a in arrays.items()} == {1: (5, 4), 2: (5, 8)}
+    np.testing.assert_array_equal(arrays[1][:, 0], np.arange(5))
+    assert stream.case_ids == [f"c{i}" for i in range(5)] and stream.tiles == [1, 2, 1, 2, 1]
+    assert sum(v.nbytes for rows in stream.rows.values() for v in rows) == 5 * (4 + 8) * 4
