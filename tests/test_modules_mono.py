@@ -196,3 +196,26 @@ class TestMono:
         )
         expected = torch.sigmoid(module.excitation(normalised.mean((2, 3)))).view(3, 8, 1, 1) * x
         assert torch.allclose(module(x), expected, atol=1e-5)
+
+    @pytest.mark.parametrize("dims, minmax", [(2, "batch"), (3, "batch"), (2, "sample")])
+    def test_fused_train_step_matches_batch_norm(self, dims: int, minmax: str) -> None:
+        """The fused moments path == nn.BatchNorm over the alpha map, averaged (outputs, running statistics,
+        input gradients)."""
+        module = create_recalibration("mono", 4, dims, minmax=minmax).double().train()
+        reference_bn = (
+            torch.nn.BatchNorm2d(4, eps=1e-3, momentum=0.01)
+            if dims == 2
+            else torch.nn.BatchNorm3d(4, eps=1e-3, momentum=0.01)
+        )
+        reference_bn = reference_bn.double().train()
+        x = torch.randn(3, 4, *(7,) * dims, dtype=torch.float64, requires_grad=True)
+        y = module(x)
+        squeeze = reference_bn(singularity_exponents(x, minmax=minmax)).flatten(2).mean(-1)
+        expected = x * torch.sigmoid(module.excitation(squeeze)).view(3, 4, *(1,) * dims)
+        assert torch.allclose(y, expected, atol=1e-10)
+        assert torch.allclose(module.bn.running_mean, reference_bn.running_mean, atol=1e-12)
+        assert torch.allclose(module.bn.running_var, reference_bn.running_var, atol=1e-12)
+        weights = torch.randn_like(y)
+        (g,) = torch.autograd.grad((y * weights).sum(), x)
+        (g_ref,) = torch.autograd.grad((expected * weights).sum(), x)
+        assert torch.allclose(g, g_ref, atol=1e-9)

@@ -8,16 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from nnunet_se.modules.common import (
-    ChannelExcitation,
-    ChannelGate,
-    batch_norm_any_batch,
-    excitation_parameter_count,
-    resolve_options,
-)
+from nnunet_se.modules.common import ChannelExcitation, ChannelGate, excitation_parameter_count, resolve_options
 
 EPS = 1e-7  # keras.backend.epsilon(), added to every measure before the log
 MINMAX_LOW, MINMAX_HIGH = 1.0, 256.0
@@ -69,12 +62,24 @@ def window_sum(x: torch.Tensor, dim: int, width: int) -> torch.Tensor:
         size *= 2
 
 
-def box_sum(u: torch.Tensor, r: int) -> torch.Tensor:
+def pad_zeros(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """Zero-pad every spatial axis by ``left``/``right`` (writes the interior once and only the border zeros)."""
+    spatial = x.shape[2:]
+    out = x.new_empty(x.shape[:2] + tuple(n + left + right for n in spatial))
+    out[(slice(None), slice(None)) + tuple(slice(left, left + n) for n in spatial)] = x
+    for dim in range(2, x.dim()):
+        out.narrow(dim, 0, left).zero_()
+        out.narrow(dim, out.shape[dim] - right, right).zero_()
+    return out
+
+
+def box_sum(u: torch.Tensor, r: int, transpose: bool = False) -> torch.Tensor:
     """Sum of ``u`` over the ``r^d`` box of every position with zero SAME padding (left ``(r-1)//2``,
-    right ``r-1-left`` per axis, like Keras/PyTorch ``padding='same'``); separable, same shape as ``u``."""
+    right ``r-1-left`` per axis, like Keras/PyTorch ``padding='same'``); separable, same shape as ``u``.
+    ``transpose=True`` applies the adjoint (left and right swapped), used by the backward pass."""
     left = (r - 1) // 2
-    spatial = u.dim() - 2
-    out = F.pad(u, (left, r - 1 - left) * spatial)
+    right = r - 1 - left
+    out = pad_zeros(u, *((right, left) if transpose else (left, right)))
     for dim in range(2, u.dim()):
         out = window_sum(out, dim, r)
     return out
@@ -102,11 +107,64 @@ def singularity_exponents(
         return alpha
 
 
+class AlphaMoments(torch.autograd.Function):
+    """Fused min-max -> box sums -> log -> OLS chain: ``x (N, C, *S)`` -> per-(sample, channel) spatial means
+    of alpha and alpha², ``(N, C)`` each, with a hand-written backward (no intermediate autograd graph;
+    saves x, alpha and the box sums). Equal to ``singularity_exponents(x, radii, minmax)`` followed by
+    ``mean`` and ``mean of squares``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, radii: tuple[int, ...], minmax: str) -> tuple[torch.Tensor, torch.Tensor]:
+        dims = (0, *range(2, x.dim())) if minmax == "batch" else tuple(range(2, x.dim()))
+        low, high = torch.amin(x, dim=dims, keepdim=True), torch.amax(x, dim=dims, keepdim=True)
+        span = high - low
+        scale = (MINMAX_HIGH - MINMAX_LOW) / span.clamp(1e-7, 1e9)
+        u = torch.sub(x, low).mul_(scale).add_(MINMAX_LOW)  # not x·s + (1 − low·s): cancellation
+        terms = [(r, w) for r, w in zip(radii, ols_weights(radii), strict=True) if abs(w) >= 1e-12]
+        measures, alpha = [], None
+        for r, w in terms:
+            mu = box_sum(u, r).add_(EPS)
+            measures.append(mu)
+            term = torch.log(mu)
+            alpha = term.mul_(w) if alpha is None else alpha.add_(term, alpha=w)
+        del u
+        flat = alpha.flatten(2)
+        m1 = flat.mean(-1)
+        m2 = torch.linalg.vecdot(flat, flat) / flat.shape[-1]
+        ctx.save_for_backward(x, alpha, low, high, span, scale, *measures)
+        ctx.terms, ctx.dims = terms, dims
+        return m1, m2
+
+    @staticmethod
+    def backward(ctx, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        x, alpha, low, high, span, scale, *measures = ctx.saved_tensors
+        size = alpha[0, 0].numel()
+        shape = g1.shape + (1,) * (x.dim() - 2)
+        g_alpha = torch.addcmul((g1 / size).view(shape), alpha, (2 * g2 / size).view(shape))
+        g_u = None
+        for (r, w), mu in zip(ctx.terms, measures, strict=True):
+            part = box_sum(g_alpha / mu, r, transpose=True)
+            g_u = part.mul_(w) if g_u is None else g_u.add_(part, alpha=w)
+        # u = 1 + scale·(x − low), scale = 255 / clip(high − low): gradients of low and high go to the
+        # minimum/maximum entries, split evenly among ties (as torch.amin/amax do).
+        unclamped = ((span >= 1e-7) & (span <= 1e9)).to(x.dtype)
+        dims = ctx.dims
+        g_sum = g_u.sum(dim=dims, keepdim=True)
+        g_t = (g_u * (x - low)).sum(dim=dims, keepdim=True) / span.clamp(1e-7, 1e9) * unclamped
+        g_low, g_high = -scale * (g_sum - g_t), -scale * g_t
+        at_low, at_high = x == low, x == high
+        g_x = g_u.mul_(scale)
+        g_x += at_low * (g_low / at_low.sum(dim=dims, keepdim=True))
+        g_x += at_high * (g_high / at_high.sum(dim=dims, keepdim=True))
+        return g_x, None, None
+
+
 class Mono(ChannelGate):
     """Monofractal recalibration, ``(N, C, *S) -> (N, C, *S)``. Both flavours follow the authors' code
     (the only reference): alpha over radii (2, 4, 8), min-max over the batch, ``BatchNorm`` over alpha
     (Keras: eps 1e-3, momentum 0.99 -> 0.01), global average, MLP r=2 with biases (glorot init).
-    In train mode the batch norm makes the squeeze of a batch of 1 equal to ``beta`` (input-independent)."""
+    In train mode the batch norm makes the squeeze of a batch of 1 equal to ``beta`` (input-independent);
+    a batch of 1 with a 1-position map does not update the running variance (undefined)."""
 
     name = "mono"
     defaults = {
@@ -126,8 +184,26 @@ class Mono(ChannelGate):
         self.excitation = ChannelExcitation(channels, opts["reduction"], True, "glorot")
 
     def excite(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = singularity_exponents(x, self.radii, self.minmax)
-        return self.excitation(batch_norm_any_batch(self.bn, alpha).flatten(2).mean(-1))
+        return self.excitation(self.squeeze(x))
+
+    def squeeze(self, x: torch.Tensor) -> torch.Tensor:
+        """``mean_space(BatchNorm(alpha))``, ``(N, C, *S) -> (N, C)``, from the per-sample moments of alpha
+        (equal to running ``self.bn`` on the alpha map and averaging, without materialising either)."""
+        bn = self.bn
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            m1, m2 = AlphaMoments.apply(x.to(torch.promote_types(x.dtype, torch.float32)), self.radii, self.minmax)
+            if bn.training:
+                mean = m1.mean(0)
+                var = (m2.mean(0) - mean * mean).clamp_min(0)
+                count = m1.shape[0] * x[0, 0].numel()
+                with torch.no_grad():
+                    bn.num_batches_tracked += 1
+                    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), bn.momentum)
+                    if count > 1:
+                        bn.running_var.lerp_((var * count / (count - 1)).to(bn.running_var.dtype), bn.momentum)
+            else:
+                mean, var = bn.running_mean, bn.running_var
+            return (m1 - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
 
     @classmethod
     def parameter_count(cls, channels: int, spatial_dims: int = 2, flavour: str = "paper", **options: Any) -> int:
