@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nnunet_se.conversion.duplicates import PHASH_THRESHOLD
-from nnunet_se.conversion.images import decode_image, decode_mask, resize_image, resize_mask
+from nnunet_se.conversion.images import decode_image, decode_mask, image_array, mask_array, union
 from nnunet_se.conversion.sources import SourceFile
 from nnunet_se.conversion.splits import DEFAULT_FOLDS, make_splits
 from nnunet_se.conversion.writer import Case, RawDatasetWriter, StagedCase, stage_case
@@ -109,7 +109,7 @@ def convert_case(task: tuple[CaseSource, int | None, int | None, Path]) -> Stage
     source, size, threshold, staging = task
     image = decode_image(source.image.read(), source.image.display, size)
     notes = list(image.notes)
-    mask = None
+    masks = []
     for mask_file in source.masks:
         decoded = decode_mask(mask_file.read(), mask_file.display, threshold)
         if decoded.size != image.size:
@@ -117,16 +117,12 @@ def convert_case(task: tuple[CaseSource, int | None, int | None, Path]) -> Stage
             raise UserError(
                 f"{mask_file.display}: mask size {mw}x{mh} does not match its image {source.image.display} ({iw}x{ih})"
             )
-        mask = decoded.pixels if mask is None else mask | decoded.pixels
+        masks.append(decoded.image)
         notes.extend(decoded.notes)
-    if len(source.masks) > 1:
-        notes.append(f"union of {len(source.masks)} masks")
-    pixels = image.pixels
-    if size is not None:
-        pixels = resize_image(pixels, size)
-        mask = None if mask is None else resize_mask(mask, size)
-    elif mask is not None and mask.shape != pixels.shape[:2]:
-        raise UserError(f"{source.image.display}: decoded size differs from its mask")
+    if len(masks) > 1:
+        notes.append(f"union of {len(masks)} masks")
+    pixels = image_array(image.image, size)
+    mask = mask_array(union(masks), size) if masks else None
     case = Case(
         source.case_id, pixels, mask, source.subset, source.cls, source.image.rel,
         tuple(m.rel for m in source.masks), image.size, _unique(notes),

@@ -1,6 +1,8 @@
 """Decoding, safe mode conversion, resizing and thresholding of source images and masks.
 
-Images become (H, W, 3) uint8 RGB; masks become (H, W) bool. Sizes are (width, height) in pixels, as in Pillow.
+Images are decoded to Pillow RGB images, masks to Pillow "L" images holding only 0 and 255 (kept in Pillow so that
+full-resolution masks never become numpy arrays); the resize functions return (H, W, 3) uint8 and (H, W) bool
+arrays. Sizes are (width, height) in pixels, as in Pillow.
 At a target size, JPEGs are decoded at reduced scale (DCT scaling, ``Image.draft``: the largest 1/1..1/8 scale that
 keeps both sides >= the target) before the exact bilinear resize.
 """
@@ -11,7 +13,7 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops
 
 from nnunet_se.errors import UserError
 
@@ -22,9 +24,9 @@ REDUCING_GAP = 3.0
 
 @dataclass
 class Decoded:
-    """A decoded image: ``pixels`` (H, W, 3) uint8 or (H, W) bool, ``size`` = original (width, height)."""
+    """A decoded image: ``image`` RGB (images) or L with values 0/255 (masks), ``size`` = original (width, height)."""
 
-    pixels: np.ndarray
+    image: Image.Image
     size: tuple[int, int]
     notes: list[str] = field(default_factory=list)
 
@@ -66,7 +68,7 @@ def decode_image(data: bytes, name: str, target: int | None) -> Decoded:
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = _to_8bit(np.asarray(image))
         notes.append("16-bit grey scaled to 8-bit and replicated to RGB")
-        return Decoded(np.repeat(arr[:, :, None], 3, axis=2), size, notes)
+        return Decoded(Image.fromarray(arr).convert("RGB"), size, notes)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA"))
         if rgba[:, :, 3].min() < 255:
@@ -78,11 +80,11 @@ def decode_image(data: bytes, name: str, target: int | None) -> Decoded:
         notes.append(f"{mode} converted to RGB")
     if mode != "RGB":
         image = image.convert("RGB")
-    return Decoded(np.asarray(image), size, notes)
+    return Decoded(image, size, notes)
 
 
 def decode_mask(data: bytes, name: str, threshold: int | None) -> Decoded:
-    """Decode a mask to bool.
+    """Decode a mask to an L image with values 0/255.
 
     With ``threshold`` (lossy JPEG masks), foreground = grey value >= threshold. Without it (lossless masks) the
     values must already be binary: {0, 1}, {0, 255} or {0, 65535} (one of them may be absent), else
@@ -91,32 +93,44 @@ def decode_mask(data: bytes, name: str, threshold: int | None) -> Decoded:
     image = _open(data, name, None)
     notes: list[str] = []
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        grey = np.asarray(image).astype(np.int64)
+        arr = np.asarray(image)
+        values = np.unique(arr).tolist()
+        grey = Image.fromarray(_to_8bit(arr))
         notes.append("16-bit mask")
     else:
         if image.mode not in ("L", "1"):
             notes.append(f"{image.mode} mask reduced to grey")
-        grey = np.asarray(image.convert("L")).astype(np.int64)
+        grey = image if image.mode == "L" else image.convert("L")
+        values = [v for v, count in enumerate(grey.histogram()) if count]  # C histogram: no sort of H*W values
     if threshold is not None:
-        return Decoded(grey >= threshold, image.size, notes)
-    values = np.unique(grey)
+        return Decoded(grey.point([255 if v >= threshold else 0 for v in range(256)]), image.size, notes)
     top = int(values[-1])
-    if len(values) > 2 or not set(values.tolist()) <= {0, top} or top not in (0, 1, 255, 65535):
+    if len(values) > 2 or not set(values) <= {0, top} or top not in (0, 1, 255, 65535):
         shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
         raise UserError(f"{name}: mask values [{shown}] are not binary (expected 0 and 255, or 0 and 1)")
-    return Decoded(grey > 0, image.size, notes)
+    if top == 1:
+        grey = grey.point([255 if v else 0 for v in range(256)])
+    return Decoded(grey, image.size, notes)
 
 
-def resize_image(pixels: np.ndarray, target: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (target, target, 3) uint8, bilinear."""
-    image = Image.fromarray(pixels)
-    return np.asarray(image.resize((target, target), RESIZE_FILTER, reducing_gap=REDUCING_GAP))
+def union(masks: list[Image.Image]) -> Image.Image:
+    """Pixel-wise OR of 0/255 L masks of equal size."""
+    out = masks[0]
+    for mask in masks[1:]:
+        out = ImageChops.lighter(out, mask)
+    return out
 
 
-def resize_mask(mask: np.ndarray, target: int) -> np.ndarray:
-    """(H, W) bool -> (target, target) bool: bilinear on the mask scaled to [0, 1], then >= 0.5.
+def image_array(image: Image.Image, target: int | None) -> np.ndarray:
+    """RGB image -> (target, target, 3) uint8, bilinear; ``None`` keeps the size."""
+    if target is not None:
+        image = image.resize((target, target), RESIZE_FILTER, reducing_gap=REDUCING_GAP)
+    return np.asarray(image)
 
-    Computed in 8 bits: the mask as 0/255, bilinear resize, foreground where the result is >= 128.
-    """
-    image = Image.fromarray(mask.astype(np.uint8) * 255)
-    return np.asarray(image.resize((target, target), RESIZE_FILTER, reducing_gap=REDUCING_GAP)) >= 128
+
+def mask_array(mask: Image.Image, target: int | None) -> np.ndarray:
+    """0/255 L mask -> (target, target) bool: bilinear on the mask scaled to [0, 1], then >= 0.5 (computed in
+    8 bits: foreground where the resized 0..255 value is >= 128); ``None`` keeps the size."""
+    if target is not None:
+        mask = mask.resize((target, target), RESIZE_FILTER, reducing_gap=REDUCING_GAP)
+    return np.asarray(mask) >= 128

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from nnunet_se.conversion.cases import read_case_table
 from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, hamming_matrix, phash, pixel_digest
-from nnunet_se.conversion.images import decode_mask, resize_mask
+from nnunet_se.conversion.images import decode_mask, mask_array
 from nnunet_se.conversion.splits import make_splits
 from nnunet_se.conversion.writer import Case, RawDatasetWriter
 from PIL import Image
@@ -127,17 +127,17 @@ def test_decode_mask_thresholds(values: tuple[int, ...], threshold: int | None, 
             decode_mask(buf.getvalue(), "m.png", threshold)
     else:
         expected = arr[0] >= (threshold or 1)
-        assert (decode_mask(buf.getvalue(), "m.png", threshold).pixels[0] == expected).all()
+        assert (mask_array(decode_mask(buf.getvalue(), "m.png", threshold).image, None)[0] == expected).all()
 
 
-def test_resize_mask_is_bilinear_then_half_threshold() -> None:
+def test_mask_array_is_bilinear_then_half_threshold() -> None:
     """A 4x4 mask with its left half set, down to 2x2: left column stays 1, right 0; a single pixel vanishes."""
-    mask = np.zeros((4, 4), bool)
-    mask[:, :2] = True
-    assert resize_mask(mask, 2).tolist() == [[True, False], [True, False]]
-    dot = np.zeros((8, 8), bool)
-    dot[3, 3] = True
-    assert not resize_mask(dot, 2).any()
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:, :2] = 255
+    assert mask_array(Image.fromarray(mask), 2).tolist() == [[True, False], [True, False]]
+    dot = np.zeros((8, 8), np.uint8)
+    dot[3, 3] = 255
+    assert not mask_array(Image.fromarray(dot), 2).any()
 
 
 def test_writer_in_memory_cases_for_synthetic_data(tmp_path: Path) -> None:

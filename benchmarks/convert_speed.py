@@ -1,0 +1,135 @@
+"""Conversion speed on the real ISIC 2018 training sample (30 JPEG + PNG mask pairs, mostly 3008x2000).
+
+Measures images/s, interleaved rounds, median after one warm-up round, all in one run:
+
+- ``naive``: full-resolution decode of image and mask, bilinear resize to 224, threshold, PNG write (1 process);
+- ``convert_w1`` / ``convert_w2``: ``nnunet-se-convert``'s per-case work (DCT-scaled JPEG decode, resize, checks,
+  hashes, PNG write) via its worker pool with 1 and 2 processes (pool start-up included);
+- ``decode_jpeg``: the decode limit, reduced-scale JPEG decode alone (no mask, no resize, no writing);
+- ``decode_jpeg_mask``: reduced-scale JPEG decode plus the full PNG mask decode (the mask has no reduced decode).
+
+Usage: ``python benchmarks/convert_speed.py [--samples DIR] [--rounds 5]`` (DIR defaults to
+``$NNUNET_SE_REAL_SAMPLES``); writes ``benchmarks/results/convert_speed.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from nnunet_se.conversion.converter import convert_case, run_parallel
+from nnunet_se.conversion.isic2018 import RULES
+from nnunet_se.conversion.sources import collect_sources
+from PIL import Image
+
+SIZE = 224
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", default=os.environ.get("NNUNET_SE_REAL_SAMPLES"))
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    if not args.samples:
+        parser.error("pass --samples or set NNUNET_SE_REAL_SAMPLES")
+    files = collect_sources([Path(args.samples) / "isic2018"])
+    cases = [c for c in RULES.find_cases(files, False) if c.subset == "train"]
+    blobs = [(c.image.read(), c.masks[0].read()) for c in cases]  # bytes in memory: no disk cache effects
+    n = len(cases)
+
+    def naive(out: Path) -> None:
+        for i, (img_bytes, mask_bytes) in enumerate(blobs):
+            image = Image.open(io.BytesIO(img_bytes)).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+            mask = Image.open(io.BytesIO(mask_bytes)).convert("L").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+            image.save(out / f"{i}_0000.png", compress_level=1)
+            Image.fromarray((np.asarray(mask) >= 128).astype(np.uint8)).save(out / f"{i}.png", compress_level=1)
+
+    def converter(workers: int) -> Callable[[Path], None]:
+        def run(out: Path) -> None:
+            run_parallel([(c, SIZE, RULES.mask_threshold, out) for c in cases], convert_case, workers)
+
+        return run
+
+    def decode(with_mask: bool) -> Callable[[Path], None]:
+        def run(out: Path) -> None:
+            for img_bytes, mask_bytes in blobs:
+                image = Image.open(io.BytesIO(img_bytes))
+                image.draft("RGB", (SIZE, SIZE))
+                image.load()
+                if with_mask:
+                    Image.open(io.BytesIO(mask_bytes)).load()
+
+        return run
+
+    variants: dict[str, Callable[[Path], None]] = {
+        "naive": naive,
+        "convert_w1": converter(1),
+        "convert_w2": converter(2),
+        "decode_jpeg": decode(False),
+        "decode_jpeg_mask": decode(True),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for round_ in range(args.rounds + 1):
+        for name, func in variants.items():
+            out = Path(tempfile.mkdtemp(prefix="convert_speed_"))
+            start = time.perf_counter()
+            func(out)
+            elapsed = time.perf_counter() - start
+            shutil.rmtree(out)
+            if round_ > 0:  # round 0 is the warm-up
+                times[name].append(elapsed)
+    rate = {k: n / statistics.median(v) for k, v in times.items()}
+    ratios = {
+        "convert_w1_vs_naive": rate["convert_w1"] / rate["naive"],
+        "convert_w1_vs_decode_jpeg": rate["convert_w1"] / rate["decode_jpeg"],
+        "convert_w1_vs_decode_jpeg_mask": rate["convert_w1"] / rate["decode_jpeg_mask"],
+        "convert_w2_vs_w1": rate["convert_w2"] / rate["convert_w1"],
+    }
+    targets = {"convert_w1_vs_naive": 2.5, "convert_w1_vs_decode_jpeg": 0.9, "convert_w2_vs_w1": 1.8}
+    result = {
+        "images": n,
+        "rounds": args.rounds,
+        "images_per_s": {k: round(v, 2) for k, v in rate.items()},
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "targets": targets,
+        "met": {k: ratios[k] >= t for k, t in targets.items()},
+        "machine": {"cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
+                    "python": platform.python_version()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "convert_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "# convert_speed",
+        "",
+        f"{n} real ISIC training pairs, {args.rounds} interleaved rounds after 1 warm-up, median; "
+        f"{result['machine']['cpus']} CPUs, 1-min load average at the end {result['machine']['load_avg_1min']}.",
+        "",
+        "| variant | images/s |",
+        "|---|---|",
+        *[f"| {k} | {v:.1f} |" for k, v in rate.items()],
+        "",
+        "| ratio | value | target | met |",
+        "|---|---|---|---|",
+        *[
+            f"| {k} | {v:.2f} | {targets.get(k, '-')} | {result['met'].get(k, '-')} |"
+            for k, v in ratios.items()
+        ],
+        "",
+    ]
+    (RESULTS / "convert_speed.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
