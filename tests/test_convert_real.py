@@ -218,3 +218,13 @@ def test_plan_and_preprocess_keeps_splits(real_samples: Path, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-2000:]
     assert splits_file.read_bytes() == before
     assert len(list((splits_file.parent / "nnUNetPlans_2d").glob("*.pkl"))) == 12
+
+
+def test_busi_dedupe_and_include_normal(real_samples: Path, tmp_path: Path) -> None:
+    """``--include-normal --dedupe``: 60 cases, 3 duplicate groups, the first of each group kept (55 left)."""
+    out = _run("busi", [real_samples / "busi"], tmp_path, 2, "--include-normal", "--dedupe", "--size", "32")
+    table = read_case_table(out)
+    dropped = {"malignant_005", "malignant_007", "malignant_008", "malignant_009", "normal_013"}
+    assert len(table) == 55 and not dropped & set(table)
+    assert Counter(row["class"] for row in table.values()) == Counter(benign=25, malignant=16, normal=14)
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 55
