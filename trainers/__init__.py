@@ -18,8 +18,22 @@ from nnunet_se.trainers.auto import (
     nnUNetTrainerSSE,
 )
 from nnunet_se.trainers.base import RecalibrationTrainer
+from nnunet_se.trainers.paper import (
+    PAPER_TRAINERS,
+    nnUNetTrainerPaper,
+    nnUNetTrainerPaperCSE,
+    nnUNetTrainerPaperCSENoSkip,
+    nnUNetTrainerPaperFCA,
+    nnUNetTrainerPaperMono,
+    nnUNetTrainerPaperSCSE,
+    nnUNetTrainerPaperSRM,
+    nnUNetTrainerPaperSSE,
+)
 
-ALL_TRAINERS: dict[str, type[RecalibrationTrainer]] = {t.__name__: t for t in AUTO_TRAINERS}
+ALL_TRAINERS: dict[str, type[RecalibrationTrainer]] = {
+    **{t.__name__: t for t in AUTO_TRAINERS},
+    **PAPER_TRAINERS,
+}
 
 __all__ = [
     "ALL_TRAINERS",
@@ -34,4 +48,12 @@ __all__ = [
     "nnUNetTrainerFCA",
     "nnUNetTrainerFCA_original",
     "nnUNetTrainerMono",
+    "nnUNetTrainerPaper",
+    "nnUNetTrainerPaperCSE",
+    "nnUNetTrainerPaperSSE",
+    "nnUNetTrainerPaperSCSE",
+    "nnUNetTrainerPaperSRM",
+    "nnUNetTrainerPaperFCA",
+    "nnUNetTrainerPaperMono",
+    "nnUNetTrainerPaperCSENoSkip",
 ]
