@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +259,15 @@ def test_trainer_networks(name: str, module: str | None, count: int) -> None:
 
 
 # ---- in-process training on the tiny preprocessed dataset ------------------------------------------------------------
+@dataclass
+class PaperRun:
+    trainer: nnUNetTrainerPaperMono  # 1 epoch x 2 iterations, then nnU-Net's final validation
+    resumed_state: tuple  # (scheduler state, EarlyStopping, current_epoch) of ``stopper`` right after load_checkpoint
+    stopper: nnUNetTrainerPaperMono  # resumed (--c) with 3 epochs and patience 1
+    fold_dir: Path
+    preprocessed: Path
+
+
 @pytest.fixture(scope="module")
 def paper_run(nnunet_preprocessed, tmp_path_factory):
     """nnUNetTrainerPaperMono trained in-process (1 epoch x 2 iterations), then nnU-Net's final validation."""
@@ -282,15 +293,24 @@ def paper_run(nnunet_preprocessed, tmp_path_factory):
         trainer = make()
         trainer.run_training()
         trainer.perform_actual_validation()
-        resumed = make()
-        resumed.load_checkpoint(os.path.join(trainer.output_folder, "checkpoint_final.pth"))
-        yield trainer, resumed, Path(trainer.output_folder), base
+        final = os.path.join(trainer.output_folder, "checkpoint_final.pth")
+        # --c with 3 epochs (1 iteration each) and patience 1: no epoch beats a best loss of -inf, so it stops
+        # after one more epoch and must restore the epoch-0 weights from checkpoint_best.pth
+        mp.setenv("NNUNET_SE_NUM_EPOCHS", "3")
+        mp.setenv("NNUNET_SE_NUM_ITERATIONS", "1")
+        stopper = make()
+        stopper.load_checkpoint(final)
+        resumed_state = (stopper.lr_scheduler.state_dict(), copy.deepcopy(stopper.early_stopping),
+                         stopper.current_epoch)
+        stopper.early_stopping.patience, stopper.early_stopping.best_loss = 1, -math.inf
+        stopper.run_training()
+        yield PaperRun(trainer, resumed_state, stopper, Path(trainer.output_folder), base)
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("nnunet_e2e")
-def test_paper_training_protocol(paper_run) -> None:
-    trainer, _, fold_dir, base = paper_run
+def test_paper_training_protocol(paper_run: PaperRun) -> None:
+    trainer, fold_dir, base = paper_run.trainer, paper_run.fold_dir, paper_run.preprocessed
     assert trainer.current_epoch == 1
     assert trainer.num_iterations_per_epoch == 2 and trainer.num_val_iterations_per_epoch == 2  # env controls
     median = json.loads((base / "nnUNetPlans.json").read_text())["configurations"]["2d"]["median_image_size_in_voxels"]
@@ -311,13 +331,15 @@ def test_paper_training_protocol(paper_run) -> None:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("nnunet_e2e")
-def test_paper_final_validation_covers_test_cases_with_best_weights(paper_run) -> None:
-    trainer, _, fold_dir, base = paper_run
+def test_paper_final_validation_covers_test_cases_with_best_weights(paper_run: PaperRun) -> None:
+    fold_dir, base = paper_run.fold_dir, paper_run.preprocessed
     summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
     cases = sorted(Path(c["reference_file"]).name.removesuffix(".png") for c in summary["metric_per_case"])
     assert cases == sorted(json.loads((base / "splits_final.json").read_text())[0]["val"])
     best = torch.load(fold_dir / "checkpoint_best.pth", map_location="cpu", weights_only=False)
     final = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    # the resumed run trained one more (worse) epoch, so equal weights mean the best ones were restored
+    assert final["current_epoch"] == 2
     for key, value in best["network_weights"].items():
         assert torch.equal(value, final["network_weights"][key]), key
     assert best[CHECKPOINT_KEY]["early_stopping"]["best_epoch"] == 0
@@ -325,9 +347,22 @@ def test_paper_final_validation_covers_test_cases_with_best_weights(paper_run) -
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("nnunet_e2e")
-def test_paper_resume_restores_scheduler_and_early_stopping(paper_run) -> None:
-    trainer, resumed, _, _ = paper_run
+def test_paper_resume_restores_scheduler_and_early_stopping(paper_run: PaperRun) -> None:
+    trainer = paper_run.trainer
+    scheduler_state, early_stopping, epoch = paper_run.resumed_state
     assert trainer.lr_scheduler.last_epoch == 1 and np.isfinite(trainer.lr_scheduler.best)
-    assert resumed.lr_scheduler.state_dict() == trainer.lr_scheduler.state_dict()
-    assert resumed.early_stopping == trainer.early_stopping
-    assert resumed.current_epoch == trainer.current_epoch
+    assert scheduler_state == trainer.lr_scheduler.state_dict()
+    assert early_stopping == trainer.early_stopping
+    assert epoch == trainer.current_epoch == 1
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("nnunet_e2e")
+def test_paper_early_stop_after_patience(paper_run: PaperRun) -> None:
+    stopper = paper_run.stopper
+    assert stopper.num_epochs == 3 and stopper.current_epoch == 2  # resumed at 1, stopped after one more epoch
+    assert stopper.lr_scheduler.last_epoch == 2  # the scheduler continued from the checkpoint, not from 0
+    final = torch.load(paper_run.fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert final["current_epoch"] == 2 and final[CHECKPOINT_KEY]["early_stopping"]["stale_epochs"] == 1
+    log = "".join(p.read_text() for p in paper_run.fold_dir.glob("training_log_*.txt"))
+    assert "Early stop: no better ES loss for 1 epochs" in log
