@@ -72,6 +72,7 @@ class TestSingularityExponents:
         expected = brute_alpha(x.numpy(), radii)
         assert np.allclose(singularity_exponents(x, radii).numpy(), expected, atol=1e-9)
 
+    @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
     @pytest.mark.parametrize("r", [1, 2, 3, 4, 5, 8, 13])
     @pytest.mark.parametrize("dims", [2, 3])
     def test_box_sum_is_same_padded_convolution(self, r: int, dims: int) -> None:
