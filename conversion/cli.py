@@ -63,6 +63,8 @@ def _convert(argv: Sequence[str]) -> int:
         raise UserError("nnUNet_raw is not set: export it or pass --raw-dir")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
+    if args.splits == "nnunet" and args.folds is not None:
+        raise UserError("--folds has no effect with --splits nnunet (nnU-Net makes 5 folds itself)")
     if args.dataset != "busi" and args.include_normal:
         raise UserError("--include-normal only applies to busi")
     rules = _rules(args.dataset)

@@ -226,7 +226,7 @@ def conversion_metadata(rules: DatasetRules, options: Options) -> dict[str, Any]
         "nnunet_se": {
             "converter": rules.key,
             "size": options.size if options.size is not None else "native",
-            "image_resize": "bilinear (Pillow, reducing_gap 3; JPEG DCT-scaled decode first)",
+            "image_resize": "bilinear (Pillow, reducing_gap 2; JPEG DCT-scaled decode first)",
             "mask_resize": "bilinear on 0/1, threshold 0.5",
             "mask_threshold": rules.mask_threshold,
             "include_normal": options.include_normal,

@@ -18,8 +18,9 @@ from PIL import Image, ImageChops
 from nnunet_se.errors import UserError
 
 RESIZE_FILTER = Image.Resampling.BILINEAR
-REDUCING_GAP = 3.0
-"""Pillow's ``reducing_gap``: integer box reduction first while the image is > 3x the target (visually exact)."""
+REDUCING_GAP = 2.0
+"""Pillow's ``reducing_gap``: integer box reduction first while the image is > 2x the target (Pillow: "in most
+cases indistinguishable"; on a 3008x2000 ISIC mask 2 of 50176 output pixels differ from the exact result)."""
 
 
 @dataclass
