@@ -366,3 +366,21 @@ def test_paper_early_stop_after_patience(paper_run: PaperRun) -> None:
     assert final["current_epoch"] == 2 and final[CHECKPOINT_KEY]["early_stopping"]["stale_epochs"] == 1
     log = "".join(p.read_text() for p in paper_run.fold_dir.glob("training_log_*.txt"))
     assert "Early stop: no better ES loss for 1 epochs" in log
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("nnunet_e2e")
+def test_paper_cli_training_validates_exactly_the_held_out_cases(nnunet_e2e) -> None:
+    """The ``nnUNetv2_train -tr nnUNetTrainerPaperMono`` run of the shared end-to-end fixture (real console script)."""
+    assert "nnUNetTrainerPaperMono" in nnunet_e2e.trainers
+    fold_dir = nnunet_e2e.model_folder("nnUNetTrainerPaperMono") / "fold_0"
+    held_out = json.loads((nnunet_e2e.preprocessed / nnunet_e2e.dataset_name / "splits_final.json").read_text())[0]
+    summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
+    cases = sorted(Path(c["reference_file"]).name.removesuffix(".png") for c in summary["metric_per_case"])
+    assert cases == sorted(held_out["val"])
+    assert sorted(p.stem for p in (fold_dir / "validation").glob("*.png")) == cases
+    split = json.loads((fold_dir / ES_SPLIT_FILE).read_text())
+    assert set(split["early_stopping"]) <= set(held_out["train"]) and split["test"] == sorted(held_out["val"])
+    final = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert final["trainer_name"] == "nnUNetTrainerPaperMono" and CHECKPOINT_KEY in final
+    assert final[CHECKPOINT_KEY]["lr_scheduler"]["last_epoch"] == 1
