@@ -131,7 +131,7 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
 
         The divisor is the network's total downsampling, 2 ** (stages - 1) = 8. Raises ValueError for non-2D plans.
         """
-        median = [int(s) for s in configuration_manager.median_image_size_in_voxels]
+        median = [float(s) for s in configuration_manager.median_image_size_in_voxels]
         if len(median) != len(cls.paper_patch_size):
             raise ValueError(f"{cls.__name__} reproduces a 2D protocol; configuration "
                              f"{configuration_manager.data_identifier!r} has {len(median)}D images: use '2d'")
@@ -173,10 +173,11 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
                        "grouped": groups is not None,
                        "fit": fit_keys, "early_stopping": es_keys, "test": sorted(test_keys)},
                       join(self.output_folder, ES_SPLIT_FILE), sort_keys=False)
-        make = lambda keys: self.dataset_class(  # noqa: E731
-            self.preprocessed_dataset_folder, keys,
-            folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
-        return make(fit_keys), make(es_keys)
+        return self._dataset(fit_keys), self._dataset(es_keys)
+
+    def _dataset(self, keys: list[str]):
+        return self.dataset_class(self.preprocessed_dataset_folder, keys,
+                                  folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         """No rotation/scaling, so the loader samples the final patch directly (initial patch = patch)."""
