@@ -4,6 +4,7 @@ pickling, a train step and a predict step (in-process, on the shared tiny prepro
 from __future__ import annotations
 
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -139,3 +140,51 @@ def test_train_step_and_predict_step(name: str, nnunet_preprocessed, monkeypatch
     logits = predictor.predict_logits_from_preprocessed_data(data)
     assert tuple(logits.shape) == (trainer.label_manager.num_segmentation_heads, *data.shape[1:])
     assert torch.isfinite(logits).all()
+
+
+def test_list_shows_every_trainer_and_module(capsys) -> None:
+    from nnunet_se import listing
+    from nnunet_se.modules import available_recalibrations, parameter_count
+
+    assert listing.main([], prog="nnunet-se list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line.strip()}
+    for name, cls in ALL_TRAINERS.items():
+        assert rows[name][1] == cls.family
+        assert rows[name][2] == (cls.recalibration or "-")
+    for name in available_recalibrations():
+        assert rows[name][1:3] == [str(parameter_count(name, 64)), str(parameter_count(name, 64, flavour="original"))]
+
+
+def _nnunet_paths(monkeypatch, tmp_path) -> None:
+    for name in env_command.NNUNET_PATH_VARIABLES:
+        monkeypatch.setenv(name, str(tmp_path))
+
+
+def test_check_passes_on_this_installation(capsys, monkeypatch, tmp_path) -> None:
+    from nnunet_se import selfcheck
+
+    _nnunet_paths(monkeypatch, tmp_path)
+    monkeypatch.setenv("nnUNet_extTrainer", str(env_command.shim_folder()))
+    assert selfcheck.main([], prog="nnunet-se check") == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{title}: ok" for title, _ in selfcheck.CHECKS]
+    assert "error" not in err
+
+
+def test_check_reports_one_line_per_problem(capsys, monkeypatch, tmp_path) -> None:
+    from nnunet_se import selfcheck
+
+    _nnunet_paths(monkeypatch, tmp_path)
+    monkeypatch.delenv("nnUNet_results")
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision now raises ImportError
+    assert selfcheck.main([], prog="nnunet-se check") == 1
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("nnunet-se check: error: ")]
+    assert len(errors) == 3
+    assert "nnUNet_results is not set" in errors[0]
+    assert f"nnUNet_extTrainer does not contain {env_command.shim_folder()}" in errors[1]
+    assert errors[2].startswith("nnunet-se check: error: torchvision does not import") and "fix: " in errors[2]
+    assert out.splitlines() == ["nnunetv2 version: ok", "environment variables: FAILED", "torchvision import: FAILED",
+                                "trainer lookup and pickling: skipped (fix torchvision first)"]

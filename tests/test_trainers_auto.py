@@ -24,6 +24,7 @@ AUTO = [
     ("nnUNetTrainerCSE", "cse", "paper"),
     ("nnUNetTrainerCSE_original", "cse", "original"),
     ("nnUNetTrainerSSE", "sse", "paper"),
+    ("nnUNetTrainerSSE_original", "sse", "original"),
     ("nnUNetTrainerSCSE", "scse", "paper"),
     ("nnUNetTrainerSCSE_original", "scse", "original"),
     ("nnUNetTrainerSRM", "srm", "paper"),

@@ -16,6 +16,7 @@ from nnunet_se.trainers.auto import (
     nnUNetTrainerSRM,
     nnUNetTrainerSRM_original,
     nnUNetTrainerSSE,
+    nnUNetTrainerSSE_original,
 )
 from nnunet_se.trainers.base import RecalibrationTrainer
 from nnunet_se.trainers.paper import (
@@ -41,6 +42,7 @@ __all__ = [
     "nnUNetTrainerCSE",
     "nnUNetTrainerCSE_original",
     "nnUNetTrainerSSE",
+    "nnUNetTrainerSSE_original",
     "nnUNetTrainerSCSE",
     "nnUNetTrainerSCSE_original",
     "nnUNetTrainerSRM",

@@ -2,7 +2,7 @@
 injected after every encoder stage but the bottleneck; everything else is the stock ``nnUNetTrainer``.
 
 One class per variant; ``*_original`` use the official-paper semantics where they differ from the paper group's
-reference (``recalibration_reference.md`` §8). sSE and Mono have a single definition, so no ``_original``.
+reference (``recalibration_reference.md`` §8; sSE differs only in its initialisation). Mono has one definition.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ class nnUNetTrainerCSE_original(RecalibrationTrainer):
 
 class nnUNetTrainerSSE(RecalibrationTrainer):
     recalibration = "sse"
+
+
+class nnUNetTrainerSSE_original(RecalibrationTrainer):
+    recalibration = "sse"
+    flavour = "original"
 
 
 class nnUNetTrainerSCSE(RecalibrationTrainer):
@@ -55,6 +60,7 @@ class nnUNetTrainerMono(RecalibrationTrainer):
 
 
 AUTO_TRAINERS: tuple[type[RecalibrationTrainer], ...] = (
-    nnUNetTrainerCSE, nnUNetTrainerCSE_original, nnUNetTrainerSSE, nnUNetTrainerSCSE, nnUNetTrainerSCSE_original,
-    nnUNetTrainerSRM, nnUNetTrainerSRM_original, nnUNetTrainerFCA, nnUNetTrainerFCA_original, nnUNetTrainerMono,
+    nnUNetTrainerCSE, nnUNetTrainerCSE_original, nnUNetTrainerSSE, nnUNetTrainerSSE_original,
+    nnUNetTrainerSCSE, nnUNetTrainerSCSE_original, nnUNetTrainerSRM, nnUNetTrainerSRM_original,
+    nnUNetTrainerFCA, nnUNetTrainerFCA_original, nnUNetTrainerMono,
 )

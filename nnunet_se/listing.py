@@ -1,0 +1,62 @@
+"""``nnunet-se list``: the plugin trainers (``-tr`` names) and the recalibration modules, as tables."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+TRAINER_COLUMNS = ("trainer", "family", "module", "flavour", "network")
+MODULE_COLUMNS = ("module", "params C=64 paper", "params C=64 original", "what it is")
+MODULE_TITLES = {
+    "cse": "channel squeeze-and-excitation (Hu et al.; Roy et al.'s cSE)",
+    "sse": "spatial squeeze-and-excitation (Roy et al.)",
+    "scse": "concurrent spatial and channel SE (Roy et al.)",
+    "srm": "style-based recalibration (Lee et al.)",
+    "fca": "frequency channel attention, DCT pooling (Qin et al., FcaNet)",
+    "mono": "monofractal recalibration (Martins et al.)",
+}
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Plain-text table, columns left-aligned and padded to their widest cell."""
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def trainer_rows() -> list[tuple[str, ...]]:
+    """One row per plugin trainer: name, family (auto/paper), module (or -), flavour, network."""
+    from nnunet_se.trainers import ALL_TRAINERS
+
+    rows = []
+    for name, cls in ALL_TRAINERS.items():
+        module = cls.recalibration or "-"
+        if not cls.skip_connections:
+            module += " (no skips)"
+        rows.append((name, cls.family, module, cls.flavour if cls.recalibration else "-", cls.network_summary))
+    return rows
+
+
+def module_rows() -> list[tuple[str, ...]]:
+    """One row per registry module: name, parameters at 64 channels (2D) per flavour, a short title."""
+    from nnunet_se.modules import available_recalibrations, parameter_count
+
+    return [
+        (name, parameter_count(name, 64), parameter_count(name, 64, flavour="original"), MODULE_TITLES.get(name, ""))
+        for name in available_recalibrations()
+    ]
+
+
+def main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("what", nargs="?", choices=("all", "trainers", "modules"), default="all")
+    args = parser.parse_args(argv)
+    blocks = []
+    if args.what in ("all", "trainers"):
+        blocks.append(format_table(TRAINER_COLUMNS, trainer_rows()))
+    if args.what in ("all", "modules"):
+        blocks.append(format_table(MODULE_COLUMNS, module_rows()))
+    print("\n\n".join(blocks))
+    return 0
