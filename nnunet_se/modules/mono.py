@@ -25,6 +25,11 @@ def ols_weights(radii: Sequence[int]) -> list[float]:
     return [(v - mean) / denom for v in logs]
 
 
+def weighted_radii(radii: Sequence[int]) -> list[tuple[int, float]]:
+    """``(r, w)`` pairs with non-zero OLS weight (r=4 of {2, 4, 8} has weight 0 and is skipped)."""
+    return [(r, w) for r, w in zip(radii, ols_weights(radii), strict=True) if abs(w) >= 1e-12]
+
+
 def check_radii(radii: Sequence[int]) -> tuple[int, ...]:
     """At least two distinct positive integer box sizes."""
     radii = tuple(radii)
@@ -44,21 +49,26 @@ def minmax_scale(x: torch.Tensor, minmax: str) -> torch.Tensor:
     return MINMAX_LOW + (x - low) * scale
 
 
-def window_sum(x: torch.Tensor, dim: int, width: int) -> torch.Tensor:
-    """Sums of ``width`` consecutive entries along ``dim`` (length ``L - width + 1``), built from
-    power-of-two partial sums: ``popcount(width) + log2(width)`` additions per position, exact in order."""
-    n_out = x.shape[dim] - width + 1
+def window_sum(
+    x: torch.Tensor, dim: int, width: int, start: int, length: int, levels: dict[int, torch.Tensor]
+) -> torch.Tensor:
+    """Sums of ``width`` consecutive entries along ``dim`` for windows starting at ``start ... start+length-1``,
+    from power-of-two partial sums ``levels[s][j] = x[j] + ... + x[j+s-1]`` (``levels[1]`` is ``x``; missing
+    levels are added to the dict, so radii can share them): ``popcount(width) + log2(width)`` additions per
+    position, exact in order (no cumulative-sum cancellation)."""
     result: torch.Tensor | None = None
-    level, size, offset = x, 1, 0
+    size, offset = 1, start
     while True:
         if width & size:
-            part = level.narrow(dim, offset, n_out)
+            part = levels[size].narrow(dim, offset, length)
             result = part if result is None else result + part
             offset += size
         if size * 2 > width:
             return result
-        length = level.shape[dim] - size
-        level = level.narrow(dim, 0, length) + level.narrow(dim, size, length)
+        if size * 2 not in levels:
+            level = levels[size]
+            n = level.shape[dim] - size
+            levels[size * 2] = level.narrow(dim, 0, n) + level.narrow(dim, size, n)
         size *= 2
 
 
@@ -73,16 +83,30 @@ def pad_zeros(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
     return out
 
 
-def box_sum(u: torch.Tensor, r: int, transpose: bool = False) -> torch.Tensor:
-    """Sum of ``u`` over the ``r^d`` box of every position with zero SAME padding (left ``(r-1)//2``,
-    right ``r-1-left`` per axis, like Keras/PyTorch ``padding='same'``); separable, same shape as ``u``.
-    ``transpose=True`` applies the adjoint (left and right swapped), used by the backward pass."""
-    left = (r - 1) // 2
-    right = r - 1 - left
-    out = pad_zeros(u, *((right, left) if transpose else (left, right)))
-    for dim in range(2, u.dim()):
-        out = window_sum(out, dim, r)
+def box_sums(u: torch.Tensor, radii: Sequence[int], transpose: bool = False) -> list[torch.Tensor]:
+    """Sums of ``u`` over the ``r^d`` box of every position, one tensor (shape of ``u``) per radius, with zero
+    SAME padding (left ``(r-1)//2``, right ``r-1-left`` per axis, like Keras/PyTorch ``padding='same'``).
+    Separable; one padded copy and the first axis's partial sums are shared by all radii. ``transpose=True``
+    applies the adjoint (left and right swapped), used by the backward pass."""
+    pads = [((r - 1) // 2, r - 1 - (r - 1) // 2) for r in radii]
+    if transpose:
+        pads = [(right, left) for left, right in pads]
+    left_max, right_max = max(p[0] for p in pads), max(p[1] for p in pads)
+    padded = pad_zeros(u, left_max, right_max)
+    shared: dict[int, torch.Tensor] = {1: padded}
+    out = []
+    for r, (left, _) in zip(radii, pads, strict=True):
+        box = padded
+        for dim in range(2, u.dim()):
+            levels = shared if dim == 2 else {1: box}
+            box = window_sum(box, dim, r, left_max - left, u.shape[dim], levels)
+        out.append(box)
     return out
+
+
+def box_sum(u: torch.Tensor, r: int, transpose: bool = False) -> torch.Tensor:
+    """``box_sums`` for one radius."""
+    return box_sums(u, (r,), transpose)[0]
 
 
 def singularity_exponents(
@@ -98,11 +122,10 @@ def singularity_exponents(
         u = x.to(torch.promote_types(x.dtype, torch.float32))
         if minmax is not None:
             u = minmax_scale(u, minmax)
+        terms = weighted_radii(radii)
         alpha: torch.Tensor | None = None
-        for r, w in zip(radii, ols_weights(radii), strict=True):
-            if abs(w) < 1e-12:  # e.g. r=4 of {2, 4, 8}: zero weight in the OLS slope
-                continue
-            term = torch.log(box_sum(u, r) + EPS) * w
+        for (_, w), mu in zip(terms, box_sums(u, [r for r, _ in terms]), strict=True):
+            term = torch.log(mu + EPS) * w
             alpha = term if alpha is None else alpha + term
         return alpha
 
@@ -120,14 +143,13 @@ class AlphaMoments(torch.autograd.Function):
         span = high - low
         scale = (MINMAX_HIGH - MINMAX_LOW) / span.clamp(1e-7, 1e9)
         u = torch.sub(x, low).mul_(scale).add_(MINMAX_LOW)  # not x·s + (1 − low·s): cancellation
-        terms = [(r, w) for r, w in zip(radii, ols_weights(radii), strict=True) if abs(w) >= 1e-12]
-        measures, alpha = [], None
-        for r, w in terms:
-            mu = box_sum(u, r).add_(EPS)
-            measures.append(mu)
+        terms = weighted_radii(radii)
+        measures = [mu.add_(EPS) for mu in box_sums(u, [r for r, _ in terms])]
+        del u
+        alpha = None
+        for (_, w), mu in zip(terms, measures, strict=True):
             term = torch.log(mu)
             alpha = term.mul_(w) if alpha is None else alpha.add_(term, alpha=w)
-        del u
         flat = alpha.flatten(2)
         m1 = flat.mean(-1)
         m2 = torch.linalg.vecdot(flat, flat) / flat.shape[-1]
@@ -150,12 +172,15 @@ class AlphaMoments(torch.autograd.Function):
         unclamped = ((span >= 1e-7) & (span <= 1e9)).to(x.dtype)
         dims = ctx.dims
         g_sum = g_u.sum(dim=dims, keepdim=True)
-        g_t = (g_u * (x - low)).sum(dim=dims, keepdim=True) / span.clamp(1e-7, 1e9) * unclamped
+        g_dot = torch.linalg.vecdot(g_u.flatten(2), (x - low).flatten(2)).view(g1.shape + (1,) * (x.dim() - 2))
+        g_t = (g_dot.sum(0, keepdim=True) if 0 in dims else g_dot) / span.clamp(1e-7, 1e9) * unclamped
         g_low, g_high = -scale * (g_sum - g_t), -scale * g_t
-        at_low, at_high = x == low, x == high
         g_x = g_u.mul_(scale)
-        g_x += at_low * (g_low / at_low.sum(dim=dims, keepdim=True))
-        g_x += at_high * (g_high / at_high.sum(dim=dims, keepdim=True))
+        for extreme, g_extreme in ((low, g_low), (high, g_high)):
+            hit = x == extreme
+            share = (g_extreme / hit.sum(dim=dims, keepdim=True)).expand_as(x)
+            index = hit.nonzero(as_tuple=True)
+            g_x.index_put_(index, share[index], accumulate=True)
         return g_x, None, None
 
 
