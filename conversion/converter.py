@@ -202,7 +202,8 @@ def convert(
         folds = options.folds or DEFAULT_FOLDS[options.scheme]
         ids = [r.case_id for r in train]
         classes = [r.cls for r in train]
-        remaining = [[c for c in g if c in set(ids)] for g in groups]
+        kept = set(ids)
+        remaining = [[c for c in g if c in kept] for g in groups]
         splits = make_splits(ids, classes, [g for g in remaining if len(g) > 1], options.scheme, folds, options.seed)
         writer.set_splits(
             splits,
