@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib.util
-import json
+import logging
 import os
 import shlex
 import shutil
@@ -34,7 +33,6 @@ CONFIGURATION = "2d"
 PLANS = "nnUNetPlans"
 FOLD = 0
 SOURCES = ("kvasir", "busi", "isic2018")
-ANALYSIS_COMMANDS = ("excitations", "pca", "responses", "table")
 
 
 @dataclass(frozen=True)
@@ -131,11 +129,6 @@ class _Stage:
             print(f"      done in {self.record.seconds:.1f} s{note}", flush=True)
 
 
-def analysis_available() -> list[str]:
-    """The ``nnunet-se-analyze`` subcommands installed in this version."""
-    return [name for name in ANALYSIS_COMMANDS if importlib.util.find_spec(f"nnunet_se.analysis.{name}_cmd")]
-
-
 def check_output(out: Path) -> None:
     """``out`` may be new, empty or a previous demo output (marker file); anything else is refused."""
     if out.exists():
@@ -211,7 +204,7 @@ def plan(pipeline: Pipeline) -> None:
 
 
 def train(pipeline: Pipeline, profile: Profile, trainer: str) -> None:
-    with pipeline.stage(f"train {trainer} fold {FOLD} ({profile.epochs} epochs x {profile.iterations} "
+    with pipeline.stage(f"train {trainer} fold {FOLD} ({profile.epochs} epoch(s) x {profile.iterations} "
                         f"iterations, nnUNetv2_train)") as record:
         pipeline.run(record, ["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, str(FOLD), "-tr", trainer, "-p", PLANS,
                               "-device", pipeline.device], f"train_{trainer}",
@@ -244,12 +237,24 @@ def predict(pipeline: Pipeline, raw_folder: Path, trainer: str) -> float | None:
         if not labels.is_dir():
             record.note = "no labelsTs: not scored"
             return None
-        summary = target / "summary_test.json"
-        pipeline.run(record, ["nnUNetv2_evaluate_simple", str(labels), str(target), "-l", "1", "-o", str(summary),
-                              "-np", "1"], f"predict_{trainer}")
-        dice = float(json.loads(summary.read_text())["foreground_mean"]["Dice"])
+        dice = score_test_set(labels, target)
         record.note = f"test Dice {dice:.3f}"
         return dice
+
+
+def score_test_set(labels: Path, predictions: Path) -> float:
+    """Foreground Dice averaged over cases with nnU-Net's own per-case metric (empty/empty cases are NaN, skipped).
+
+    In-process: nnUNetv2_evaluate_simple would cost a process start and a worker pool for a handful of images.
+    """
+    import numpy as np
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+
+    reader = NaturalImage2DIO()
+    scores = [compute_metrics(str(ref), str(predictions / ref.name), reader, [1])["metrics"][1]["Dice"]
+              for ref in sorted(labels.glob("*.png"))]
+    return float(np.nanmean(scores))
 
 
 def module_parameters(pipeline: Pipeline) -> list[tuple[str, int]]:
@@ -263,40 +268,30 @@ def module_parameters(pipeline: Pipeline) -> list[tuple[str, int]]:
         return rows
 
 
-def analyse(pipeline: Pipeline, profile: Profile, trainers: Sequence[str], available: Sequence[str]) -> dict[str, str]:
-    """Run the available ``nnunet-se-analyze`` steps; returns {step: note} for the report."""
-    notes: dict[str, str] = {}
-    gated = [t for t in trainers if t != "nnUNetTrainerPaper"]
+def analyse(pipeline: Pipeline, profile: Profile, trainers: Sequence[str]) -> None:
+    """Excitations of every gated trainer, then ``pca``, ``table`` (md + json) and ``responses`` into ``analysis/``."""
     analysis = pipeline.out / "analysis"
     files: list[Path] = []
     with pipeline.stage("capture excitations (nnunet-se-analyze excitations)") as record:
-        if "excitations" not in available:
-            notes["excitations"] = record.note = "not available in this version"
-        else:
-            for trainer in gated:
-                target = analysis / "excitations" / trainer
-                pipeline.run(record, ["nnunet-se-analyze", "excitations", str(DATASET_ID), "-tr", trainer, "-p", PLANS,
-                                      "-c", CONFIGURATION, "-f", str(FOLD), "--cases", "all", "--device",
-                                      pipeline.device, "-o", str(target)], "excitations")
-                files += sorted(target.rglob("*.npz"))
-            record.note = f"{len(files)} excitation files"
-    for step, extra in (("pca", ["--n-boot", str(profile.bootstrap), "--seed", str(pipeline.seed)]),
-                        ("responses", [])):
-        with pipeline.stage(f"{step} (nnunet-se-analyze {step})") as record:
-            if step not in available or not files:
-                notes[step] = record.note = "not available in this version" if step not in available else \
-                    "skipped: no excitation files"
+        for trainer in trainers:
+            if trainer == "nnUNetTrainerPaper":  # no gates
                 continue
-            pipeline.run(record, ["nnunet-se-analyze", step, *map(str, files), *extra, "-o", str(analysis / step)],
-                         step)
+            target = analysis / "excitations" / trainer
+            pipeline.run(record, ["nnunet-se-analyze", "excitations", str(DATASET_ID), "-tr", trainer, "-p", PLANS,
+                                  "-c", CONFIGURATION, "-f", str(FOLD), "--cases", "all", "--device",
+                                  pipeline.device, "-o", str(target)], "excitations")
+            files += sorted(target.glob("*.npz"))
+        record.note = f"{len(files)} excitation files (all training cases of the dataset)"
+    with pipeline.stage("linear excitation thresholds (nnunet-se-analyze pca)") as record:
+        pipeline.run(record, ["nnunet-se-analyze", "pca", *map(str, files), "--n-boot", str(profile.bootstrap),
+                              "--seed", str(pipeline.seed), "-o", str(analysis / "pca")], "pca")
     with pipeline.stage("Table I (nnunet-se-analyze table)") as record:
-        if "table" not in available:
-            notes["table"] = record.note = "not available in this version"
-        else:
-            table = pipeline.run(record, ["nnunet-se-analyze", "table"], "table")
-            (analysis / "table.md").parent.mkdir(parents=True, exist_ok=True)
-            (analysis / "table.md").write_text(table)
-    return notes
+        for fmt, name in (("md", "table.md"), ("json", "table.json")):
+            pipeline.run(record, ["nnunet-se-analyze", "table", "-d", str(DATASET_ID), "--n-folds", str(profile.folds),
+                                  "--format", fmt, "-o", str(analysis / name)], "table")
+    with pipeline.stage("excitation responses (nnunet-se-analyze responses)") as record:
+        pipeline.run(record, ["nnunet-se-analyze", "responses", *map(str, files), "--dice",
+                              str(analysis / "table.json"), "-o", str(analysis / "responses")], "responses")
 
 
 def example_figure(raw_folder: Path, target: Path, count: int = 4) -> Path:
@@ -328,8 +323,7 @@ def _link(out: Path, path: Path) -> str:
 
 
 def write_report(pipeline: Pipeline, profile: Profile, args: argparse.Namespace, raw_folder: Path,
-                 test_dice: dict[str, float | None], modules: list[tuple[str, int]], notes: dict[str, str],
-                 seconds: float) -> Path:
+                 test_dice: dict[str, float | None], modules: list[tuple[str, int]], seconds: float) -> Path:
     """``<out>/report.md``: data, Dice, Table I, the excitation figures, module sizes and every command run."""
     from nnunet_se.matrix import Dataset
     from nnunet_se.status import collect
@@ -367,17 +361,19 @@ def write_report(pipeline: Pipeline, profile: Profile, args: argparse.Namespace,
         *(f"| {r.trainer} | {_fmt(r.dice.get(FOLD))} | {_fmt(test_dice.get(r.trainer))} |" for r in rows),
         "",
         "Validation Dice: nnU-Net's final validation of the fold's held-out cases (`validation/summary.json`, "
-        "foreground mean); test Dice: `nnUNetv2_predict` on `imagesTs` scored by `nnUNetv2_evaluate_simple`.",
+        "foreground mean); test Dice: `nnUNetv2_predict` on `imagesTs`, scored with nnU-Net's `compute_metrics` "
+        "(mean over cases; a case with empty reference and empty prediction is left out, as nnU-Net does).",
         "",
         "## Table I (`nnunet-se-analyze table`)",
         "",
-        *_section(out / "analysis" / "table.md", notes.get("table")),
+        (out / "analysis" / "table.md").read_text().rstrip(),
+        "",
         "## Linear excitation thresholds, Fig. 3 style (`nnunet-se-analyze pca`)",
         "",
-        *_figures(out, out / "analysis" / "pca", notes.get("pca")),
+        *_figures(out, out / "analysis" / "pca"),
         "## Excitation responses, Fig. 2 style (`nnunet-se-analyze responses`)",
         "",
-        *_figures(out, out / "analysis" / "responses", notes.get("responses")),
+        *_figures(out, out / "analysis" / "responses"),
         "## Recalibration modules",
         "",
         "Trainable parameters one module adds at each gated depth of the paper U-Net (32, 64, 128 channels; "
@@ -409,52 +405,18 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _section(path: Path, note: str | None) -> list[str]:
-    return [path.read_text().rstrip(), ""] if path.is_file() else [f"_{note or 'not produced'}._", ""]
-
-
-def _figures(out: Path, folder: Path, note: str | None) -> list[str]:
-    pngs = sorted(folder.rglob("*.png")) if folder.is_dir() else []
-    if not pngs:
-        return [f"_{note or 'no figures produced'}._", ""]
-    tables = sorted(folder.rglob("*.csv"))
+def _figures(out: Path, folder: Path) -> list[str]:
+    """Markdown image links for the PNG figures in ``folder`` and plain links for its CSV tables."""
+    pngs, tables = sorted(folder.glob("*.png")), sorted(folder.glob("*.csv"))
     return [*(f"![{p.stem}]({_link(out, p)})" for p in pngs), "",
             *(f"- [{p.name}]({_link(out, p)})" for p in tables), ""]
-
-
-def module_demo(seed: int) -> None:
-    """Fallback while the paper trainers are not registered: each module's size and gate statistics on a batch."""
-    import torch
-
-    from nnunet_se.modules import available_recalibrations, create_recalibration, parameter_count
-
-    torch.manual_seed(seed)
-    batch = torch.randn(4, 64, 56, 56)
-    print(f"module  params(C=64)  gate mean  gate std   (random batch 4x64x56x56, seed {seed}; sSE: spatial gate)")
-    for name in available_recalibrations():
-        module = create_recalibration(name, 64, feature_size=(56, 56)).eval()
-        gate = getattr(module, "gate", None) or module.spatial_gate
-        seen: list[torch.Tensor] = []
-        handle = gate.register_forward_hook(lambda _m, _i, output, store=seen: store.append(output.detach()))
-        with torch.no_grad():
-            module(batch)
-        handle.remove()
-        print(f"{name:<7} {parameter_count(name, 64):>12,}  {seen[-1].mean():9.4f}  {seen[-1].std():8.4f}")
 
 
 def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     args.argv = argv
     profile = check_args(args)
-    from nnunet_se.trainers import ALL_TRAINERS
-
-    unregistered = [t for t in profile.trainers if t not in ALL_TRAINERS]
-    if unregistered:
-        print(f"note: the full demo is not ready: {', '.join(unregistered)} not registered in this version; "
-              "showing the recalibration modules instead")
-        module_demo(args.seed)
-        return 0
-    available = analysis_available()
+    logging.getLogger("numexpr").setLevel(logging.WARNING)  # its thread-count notice is not a demo stage
     out = args.out.resolve()
     prepare_output(out)
     pipeline = Pipeline(out, args.device, args.seed, total_stages=2 + 2 * len(profile.trainers) + 1 + 4 + 1)
@@ -465,13 +427,9 @@ def main(argv: list[str], prog: str) -> int:
         train(pipeline, profile, trainer)
     test_dice = {trainer: predict(pipeline, raw_folder, trainer) for trainer in profile.trainers}
     modules = module_parameters(pipeline)
-    notes = analyse(pipeline, profile, profile.trainers, available)
+    analyse(pipeline, profile, profile.trainers)
     with pipeline.stage("report") as record:
-        report = write_report(pipeline, profile, args, raw_folder, test_dice, modules, notes,
-                              time.perf_counter() - start)
+        report = write_report(pipeline, profile, args, raw_folder, test_dice, modules, time.perf_counter() - start)
         record.note = str(report)
-    missing = [name for name in ANALYSIS_COMMANDS if name not in available]
-    if missing:
-        print(f"note: the full demo is not ready: nnunet-se-analyze {', '.join(missing)} not in this version yet")
     print(f"report: {report}")
     return 0

@@ -102,5 +102,5 @@ def write_synthetic_dataset(raw_dir: Path, dataset_id: int, name: str, spec: Syn
         splits = make_splits(train, [classes[c] for c in train], writer.duplicate_groups(), SPLIT_SCHEME,
                              spec.folds, spec.seed)
         writer.set_splits(splits, {"scheme": SPLIT_SCHEME, "folds": spec.folds, "seed": spec.seed})
-    log.info("wrote %s (%d train, %d test cases)", writer.output, spec.n_train, spec.n_test)
+    log.debug("wrote %s (%d train, %d test cases)", writer.output, spec.n_train, spec.n_test)
     return writer.output
