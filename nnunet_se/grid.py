@@ -190,6 +190,10 @@ def check_slurm_args(args: argparse.Namespace) -> None:
     for option in args.slurm_extra:
         if not _SBATCH_OPTION_RE.match(option):
             raise UserError(f"--slurm-extra {option}: expected one sbatch option such as --mem=64G")
+    for option, value in (("--slurm-logs", str(Path(args.slurm_logs).resolve())),
+                          ("--slurm-partition", args.slurm_partition or "")):
+        if re.search(r"\s", value):
+            raise UserError(f"{option} {value!r}: sbatch directives cannot contain spaces")
     if not re.match(r"^[A-Za-z0-9_.\-]+$", args.slurm_job_name):
         raise UserError(f"--slurm-job-name {args.slurm_job_name}: use letters, digits, '.', '_' or '-'")
 

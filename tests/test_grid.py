@@ -301,6 +301,7 @@ def test_output_file_is_written_executable(nnunet_dirs: dict[str, Path], capsys:
         (["--datasets", "601", "--trainers", TRAINED, "--folds", "0", "--format", "slurm"], "nothing to run"),
         (["--datasets", "601", "--format", "slurm", "--slurm-time", "1 day"], "--slurm-time 1 day"),
         (["--datasets", "601", "--format", "slurm", "--slurm-extra", "mem"], "--slurm-extra mem:"),
+        (["--datasets", "601", "--format", "slurm", "--slurm-logs", "my logs"], "cannot contain spaces"),
         (["--datasets", "609"], "--datasets 609: no Dataset609_"),
         (["--datasets", "601", "--folds", "x"], "--folds x"),
         (["--datasets", "601", "-o", "."], "is a folder"),
