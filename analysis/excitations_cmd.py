@@ -53,7 +53,7 @@ def main(argv: list[str], prog: str) -> int:
     try:
         dataset = maybe_convert_to_dataset_name(args.dataset)
     except (RuntimeError, ValueError) as exc:
-        raise UserError(f"dataset {args.dataset!r}: {exc}") from exc
+        raise UserError(f"dataset {args.dataset!r}: {str(exc).splitlines()[0]}") from exc
     model_dir = Path(get_output_folder(dataset, args.trainer, args.plans, args.configuration))
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: no trained model folder for {args.trainer} / {args.plans} / "

@@ -87,6 +87,7 @@ def plot_responses(sets: Sequence[ExcitationSet], stem: Path) -> list[Path]:
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(f"{exc.model} fold {exc.fold or '?'}, l={depth} (C={g.shape[1]}, n={g.shape[0]})",
                          fontsize="x-small")
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_xlabel("channel")
             ax.set_ylabel("excitation")
     return _save(fig, stem)
