@@ -153,6 +153,16 @@ def test_overwrite_replaces_dataset_with_same_id(real_samples: Path, tmp_path: P
     assert sorted(p.name for p in (tmp_path / "pre").iterdir()) == ["Dataset621_KvasirSEG"]
 
 
+def test_nnunet_scheme_writes_no_splits(real_samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _kvasir(real_samples, tmp_path / "src")
+    args = [a for a in _args("kvasir", src, tmp_path, "--splits", "nnunet") if a not in ("--folds", "2")]
+    assert main(args) == 0
+    out = tmp_path / "raw" / "Dataset621_KvasirSEG"
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "imagesTr", "labelsTr", "nnunet_se_cases.csv"]
+    assert not (tmp_path / "pre").exists()
+    assert "splits: none written" in capsys.readouterr().out
+
+
 def _sixteen_bit(path: Path) -> None:
     grey = np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 257
     Image.fromarray(grey).save(path)

@@ -51,11 +51,11 @@ def test_authors_scheme_moves_duplicate_groups_to_first_member_fold() -> None:
 @pytest.mark.parametrize("classes", [None, CLASSES], ids=["grouped", "stratified-grouped"])
 def test_paper_scheme_is_grouped_seeded_and_complete(classes: list[str] | None) -> None:
     groups = [["case_001", "case_002", "case_010"], ["case_004", "case_022"]]
-    splits = make_splits(IDS, classes, groups, "paper", 10, 7)
-    assert splits == make_splits(IDS, classes, groups, "paper", 10, 7)
-    assert splits != make_splits(IDS, classes, groups, "paper", 10, 8)
+    splits = make_splits(IDS, classes, groups, "paper", 5, 7)
+    assert splits == make_splits(IDS, classes, groups, "paper", 5, 7)
+    assert splits != make_splits(IDS, classes, groups, "paper", 5, 8)
     fold_of = _fold_of(splits)
-    assert sorted(fold_of) == IDS and len(splits) == 10
+    assert sorted(fold_of) == IDS and len(splits) == 5
     for group in groups:
         assert len({fold_of[c] for c in group}) == 1
     for fold in splits:
