@@ -384,3 +384,31 @@ def test_paper_cli_training_validates_exactly_the_held_out_cases(nnunet_e2e) -> 
     final = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert final["trainer_name"] == "nnUNetTrainerPaperMono" and CHECKPOINT_KEY in final
     assert final[CHECKPOINT_KEY]["lr_scheduler"]["last_epoch"] == 1
+
+
+@pytest.mark.real
+def test_es_split_on_converted_busi_samples(real_samples: Path, tmp_path: Path) -> None:
+    """Real BUSI samples through ``nnunet-se-convert``: per fold, the ES set is stratified, grouped and disjoint."""
+    import subprocess
+    import sys
+
+    raw, pre = tmp_path / "raw", tmp_path / "pre"
+    subprocess.run([str(Path(sys.executable).parent / "nnunet-se-convert"), "busi",
+                    str(real_samples / "busi" / "Dataset_BUSI_with_GT"), "--id", "801", "--size", "32",
+                    "--raw-dir", str(raw), "--preprocessed-dir", str(pre)], check=True, capture_output=True)
+    dataset = next(raw.glob("Dataset801_*"))
+    classes, groups = read_case_table_columns(dataset)
+    assert classes and set(classes.values()) == {"benign", "malignant"} and groups
+    for fold in json.loads((dataset / "splits_final.json").read_text()):
+        fit, es = split_early_stopping(fold["train"], 0.1, seed=12345, classes=classes, groups=groups)
+        assert set(fit) | set(es) == set(fold["train"]) and not set(es) & set(fold["val"])
+        n = len(fold["train"])
+        n_es = math.floor(0.1 * n + 0.5)
+        assert len(es) >= n_es
+        largest_group = max(list(groups.values()).count(g) for g in set(groups.values()))
+        for name in ("benign", "malignant"):  # the class's share, plus what one duplicate group may add
+            share = n_es * sum(classes[k] == name for k in fold["train"]) / n
+            assert math.floor(share) <= sum(classes[k] == name for k in es) <= math.ceil(share) + largest_group - 1
+        for group in set(groups.values()):
+            members = {k for k, g in groups.items() if g == group and k in fold["train"]}
+            assert members <= set(es) or not members & set(es)
