@@ -228,3 +228,29 @@ def test_busi_dedupe_and_include_normal(real_samples: Path, tmp_path: Path) -> N
     assert len(table) == 55 and not dropped & set(table)
     assert Counter(row["class"] for row in table.values()) == Counter(benign=25, malignant=16, normal=14)
     assert json.loads((out / "dataset.json").read_text())["numTraining"] == 55
+
+
+def test_isic_validation_ground_truth_goes_to_labels_ts(
+    real_samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a validation ground-truth folder (built here from copies of real training pairs), imagesTs gets
+    labelsTs; a validation image without its mask is then an error."""
+    isic = real_samples / "isic2018"
+    train_ids = sorted(p.stem for p in (isic / "ISIC2018_Task1-2_Training_Input").glob("*.jpg"))
+    src = tmp_path / "src"
+    for sub, ids in (("Training", train_ids[:4]), ("Validation", train_ids[4:6])):
+        (src / f"ISIC2018_Task1-2_{sub}_Input").mkdir(parents=True)
+        (src / f"ISIC2018_Task1_{sub}_GroundTruth").mkdir()
+        for case in ids:
+            shutil.copy(isic / "ISIC2018_Task1-2_Training_Input" / f"{case}.jpg", src / f"ISIC2018_Task1-2_{sub}_Input")
+            shutil.copy(isic / "ISIC2018_Task1_Training_GroundTruth" / f"{case}_segmentation.png",
+                        src / f"ISIC2018_Task1_{sub}_GroundTruth")
+    out = _run("isic2018", [src], tmp_path, 1, "--folds", "2", "--size", "32")
+    assert sorted(p.name for p in (out / "labelsTs").iterdir()) == [f"{c}.png" for c in train_ids[4:6]]
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 4
+    (src / "ISIC2018_Task1_Validation_GroundTruth" / f"{train_ids[5]}_segmentation.png").unlink()
+    args = ["isic2018", str(src), "--id", "614", "--raw-dir", str(tmp_path / "raw2"), "--workers", "1"]
+    capsys.readouterr()
+    assert main(args) == 1
+    assert f"{train_ids[5]}.jpg: image without mask" in capsys.readouterr().err
+    assert not (tmp_path / "raw2").exists() or not list((tmp_path / "raw2").iterdir())
