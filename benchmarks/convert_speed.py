@@ -119,8 +119,16 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "convert_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    notes = [
+        "The decode limit ``decode_jpeg`` ignores the ISIC mask, a full-resolution PNG that has no reduced-scale",
+        "decode and must be read in full to check it is binary: ``decode_jpeg_mask`` is the real floor.",
+        "",
+    ]
     lines = [
         "# convert_speed",
+        "",
+        "Command: `NNUNET_SE_REAL_SAMPLES=<samples> .venv/bin/python benchmarks/convert_speed.py "
+        f"--rounds {args.rounds}`",
         "",
         f"{n} real ISIC training pairs, {args.rounds} interleaved rounds after 1 warm-up, median; "
         f"{result['machine']['cpus']} CPUs, 1-min load average at the end {result['machine']['load_avg_1min']}.",
@@ -140,6 +148,7 @@ def main() -> None:
             for k, v in ratios.items()
         ],
         "",
+        *notes,
     ]
     (RESULTS / "convert_speed.md").write_text("\n".join(lines))
     print("\n".join(lines))
