@@ -187,7 +187,9 @@ def test_cli_round_trip(trainer: str, plans: str, check_val: bool, nnunet_e2e, t
     assert trainer in ALL_TRAINERS
     if trainer not in run.trainers:
         if plans != run.plans:
-            run.run("nnUNetv2_plan_experiment", "-d", str(run.dataset_id), "-pl", "nnUNetPlannerResEncM")
+            # planning calls torch.set_num_threads(nnUNet_n_proc_DA): it must be positive here
+            run.run("nnUNetv2_plan_experiment", "-d", str(run.dataset_id), "-pl", "nnUNetPlannerResEncM",
+                    nnUNet_n_proc_DA="1")
         run.train(trainer, plans=plans)
     results = tmp_path / "results"  # resume a copy: the fixture's models stay as trained
     source = run.model_folder(trainer, plans)
