@@ -45,11 +45,14 @@ def main(argv: list[str], prog: str) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device available")
     ensure_trainer_discovery()
+    from nnunetv2.paths import nnUNet_results
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     from nnunetv2.utilities.file_path_utilities import get_output_folder
 
     from nnunet_se.injection import recalibration_paths
 
+    if not nnUNet_results:
+        raise UserError("nnUNet_results is not set: it must point to the folder with the trained models")
     try:
         dataset = maybe_convert_to_dataset_name(args.dataset)
     except (RuntimeError, ValueError) as exc:

@@ -93,3 +93,24 @@ def test_stream_holds_one_vector_per_case_and_depth() -> None:
     np.testing.assert_array_equal(arrays[1][:, 0], np.arange(5))
     assert stream.case_ids == [f"c{i}" for i in range(5)] and stream.tiles == [1, 2, 1, 2, 1]
     assert sum(v.nbytes for rows in stream.rows.values() for v in rows) == 5 * (4 + 8) * 4
+
+
+@pytest.mark.parametrize("results_set", [True, False])
+def test_excitations_cli_without_model_is_one_line(tmp_path, capsys, monkeypatch, results_set: bool) -> None:
+    import nnunetv2.paths
+    import nnunetv2.utilities.file_path_utilities as paths_util
+    from nnunet_se.analysis import cli
+
+    results = str(tmp_path / "results") if results_set else None
+    monkeypatch.setattr(nnunetv2.paths, "nnUNet_results", results)
+    monkeypatch.setattr(paths_util, "nnUNet_results", results)
+    out = tmp_path / "exc"
+    argv = ["excitations", "Dataset999_Nope", "-tr", "nnUNetTrainerCSE", "-f", "0", "--device", "cpu", "-o", str(out)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    if results_set:
+        assert f"{results}/Dataset999_Nope/nnUNetTrainerCSE__nnUNetPlans__2d: no trained model folder" in err[0]
+    else:
+        assert "nnUNet_results is not set" in err[0]
+    assert not out.exists()
