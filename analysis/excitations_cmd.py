@@ -61,7 +61,12 @@ def main(argv: list[str], prog: str) -> int:
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: no trained model folder for {args.trainer} / {args.plans} / "
                         f"{args.configuration}")
+    for fold in args.folds:  # fail before any work when a fold is not there
+        ckpt = model_dir / f"fold_{fold}" / f"checkpoint_{args.checkpoint}.pth"
+        if not ckpt.is_file():
+            raise UserError(f"{ckpt}: checkpoint not found (is fold {fold} trained? try --checkpoint final|best)")
     trainer_cls = _plugin_trainer(args.trainer)
+    report = []
     with staged_output(args.output) as tmp:
         for fold in args.folds:
             predictor = load_predictor(model_dir, fold, args.checkpoint, device)
@@ -88,7 +93,8 @@ def main(argv: list[str], prog: str) -> int:
             arrays = stream.arrays()
             save_excitations(tmp / f"{stem}.npz", arrays, stream.case_ids, meta)
             shapes = ", ".join(f"l={d}: {a.shape[0]}x{a.shape[1]}" for d, a in arrays.items())
-            print(f"{args.output / stem}.npz\t{shapes}\ttiles/case {min(stream.tiles)}-{max(stream.tiles)}")
+            report.append(f"{args.output / stem}.npz\t{shapes}\ttiles/case {min(stream.tiles)}-{max(stream.tiles)}")
+    print("\n".join(report))
     return 0
 
 
