@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -50,7 +51,7 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(n_train=40, n_test=8, size=224, folds=5, epochs=2, iterations=2, bootstrap=200,
+    "full": Profile(n_train=40, n_test=8, size=224, folds=5, epochs=1, iterations=2, bootstrap=200,
                     trainers=("nnUNetTrainerPaper", "nnUNetTrainerPaperMono", "nnUNetTrainerPaperCSE")),
     "quick": Profile(n_train=20, n_test=4, size=64, folds=5, epochs=1, iterations=2, bootstrap=50,
                      trainers=("nnUNetTrainerPaper", "nnUNetTrainerPaperMono")),
@@ -59,8 +60,11 @@ PROFILES = {
 
 @dataclass
 class StageRecord:
+    """One stage: wall-clock ``seconds`` and ``cpu_seconds`` (user + system, this process and its children)."""
+
     name: str
     seconds: float
+    cpu_seconds: float = 0.0
     commands: list[str] = field(default_factory=list)
     note: str = ""
 
@@ -108,6 +112,12 @@ class Pipeline:
         return result.stdout
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (s)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class _Stage:
     """Context manager printing one progress line per stage: ``[i/n] name ... done in s``."""
 
@@ -117,12 +127,13 @@ class _Stage:
 
     def __enter__(self) -> StageRecord:
         self.pipeline.done += 1
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), cpu_seconds()
         print(f"[{self.pipeline.done}/{self.pipeline.total}] {self.record.name} ...", flush=True)
         return self.record
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.record.seconds = time.perf_counter() - self.start
+        self.record.cpu_seconds = cpu_seconds() - self.cpu_start
         if exc_type is None:
             self.pipeline.records.append(self.record)
             note = f" ({self.record.note})" if self.record.note else ""
@@ -153,7 +164,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="CI size: 64x64 images, 20+4 cases, 2 trainers, 1 epoch (about 1-2 minutes)")
     parser.add_argument("--source", type=Path, help="real data to convert instead of the synthetic set")
     parser.add_argument("--dataset", choices=SOURCES, help="which converter reads --source")
-    parser.add_argument("--epochs", type=int, help="training epochs per trainer (default: 2, quick 1)")
+    parser.add_argument("--epochs", type=int, help="training epochs per trainer (default: 1)")
     parser.add_argument("--iterations", type=int, help="train and val iterations per epoch (default: 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=20261123, help="data, split and training seed")
@@ -385,9 +396,12 @@ def write_report(pipeline: Pipeline, profile: Profile, args: argparse.Namespace,
         "",
         "## Stages",
         "",
-        "| stage | seconds |",
-        "|---|---|",
-        *(f"| {r.name} | {r.seconds:.1f} |" for r in pipeline.records),
+        f"Load average at the end: {' / '.join(f'{v:.1f}' for v in os.getloadavg())} (1 / 5 / 15 min) on "
+        f"{os.cpu_count()} cores; CPU time counts this process and the commands it ran.",
+        "",
+        "| stage | wall s | CPU s |",
+        "|---|---|---|",
+        *(f"| {r.name} | {r.seconds:.1f} | {r.cpu_seconds:.1f} |" for r in pipeline.records),
         "",
         "Commands (logs in `logs/`):",
         "",
