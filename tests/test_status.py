@@ -110,10 +110,12 @@ def test_status_of_a_real_training(nnunet_e2e, monkeypatch: pytest.MonkeyPatch,
     """Fold 0 of each trainer that nnU-Net really trained is finished, with the Dice of its own summary."""
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(name, nnunet_e2e.env[name])
-    code, out, _ = status(capsys, "--datasets", str(nnunet_e2e.dataset_id), "--json")
+    assert nnunet_e2e.trainers
+    code, out, _ = status(capsys, "--datasets", str(nnunet_e2e.dataset_id), "--trainers", *nnunet_e2e.trainers,
+                          "--folds", "0", "--json")
     assert code == 0
     rows = {r["trainer"]: r for r in json.loads(out)}
-    assert sorted(rows) == sorted(nnunet_e2e.trainers) and nnunet_e2e.trainers
+    assert sorted(rows) == sorted(nnunet_e2e.trainers)
     for trainer, row in rows.items():
         summary = nnunet_e2e.model_folder(trainer) / "fold_0" / "validation" / "summary.json"
         assert row["finished"] == [0]
