@@ -9,7 +9,6 @@ weighting of the logits only, mirroring off); the logits are discarded.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from importlib import metadata
@@ -22,7 +21,6 @@ from tqdm import tqdm
 
 from nnunet_se.errors import UserError
 
-logger = logging.getLogger(__name__)
 CASE_SETS = ("val", "train", "all")
 
 

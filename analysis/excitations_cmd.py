@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from nnunet_se.analysis.excitation_io import save_excitations, staged_output
 
 from nnunet_se.errors import UserError
-
-logger = logging.getLogger(__name__)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
