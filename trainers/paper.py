@@ -334,11 +334,10 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
                              "early_stopping": self.early_stopping.state_dict()},
         }, filename)
 
-    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+    def load_checkpoint(self, filename_or_checkpoint: str) -> None:
+        """nnU-Net's load (a path: nnU-Net 2.8.1 cannot load a dict), then the plateau and early-stopping state."""
         super().load_checkpoint(filename_or_checkpoint)
-        checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
-            torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
-        state = checkpoint.get(CHECKPOINT_KEY)
+        state = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False).get(CHECKPOINT_KEY)
         if state is None:
             self.print_to_log_file("WARNING: checkpoint has no plateau/early-stopping state; they start afresh")
             return
