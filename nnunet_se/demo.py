@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import logging
 import os
 import resource
 import shlex
@@ -430,7 +429,6 @@ def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     args.argv = argv
     profile = check_args(args)
-    logging.getLogger("numexpr").setLevel(logging.WARNING)  # its thread-count notice is not a demo stage
     out = args.out.resolve()
     prepare_output(out)
     pipeline = Pipeline(out, args.device, args.seed, total_stages=2 + 2 * len(profile.trainers) + 1 + 4 + 1)

@@ -14,6 +14,21 @@ class UserError(Exception):
     """
 
 
+def _configure_logging(debug: bool) -> None:
+    """Show the plugin's own INFO messages on stderr; third-party loggers stay at WARNING (``--debug``: all)."""
+    logger = logging.getLogger("nnunet_se")
+    for old in [h for h in logger.handlers if getattr(h, "nnunet_se_cli", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)  # the current stderr (tests may have replaced it)
+    handler.nnunet_se_cli = True
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+
+
 def run_cli(prog: str, func: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None) -> int:
     """Run ``func(argv)`` as a console command.
 
@@ -25,7 +40,7 @@ def run_cli(prog: str, func: Callable[[Sequence[str]], int | None], argv: Sequen
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
+    _configure_logging(debug)
     try:
         return int(func(args) or 0)
     except UserError as exc:

@@ -34,7 +34,7 @@ def expected_channels(run, trainer: str) -> list[int]:
     return list(plans["configurations"][run.configuration]["architecture"]["arch_kwargs"]["features_per_stage"][:-1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist interleaves modules of the group
 def pipeline(nnunet_e2e, tmp_path_factory) -> Pipeline:
     run = nnunet_e2e
     if not run.trainers:

@@ -268,7 +268,7 @@ class PaperRun:
     preprocessed: Path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist interleaves modules of the group
 def paper_run(nnunet_preprocessed, tmp_path_factory):
     """nnUNetTrainerPaperMono trained in-process (1 epoch x 2 iterations), then resumed with early stopping."""
     from batchgenerators.utilities.file_and_folder_operations import load_json
