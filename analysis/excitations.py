@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
 from tqdm import tqdm
 
+from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
 from nnunet_se.errors import UserError
 
 CASE_SETS = ("val", "train", "all")

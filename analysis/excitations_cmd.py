@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from nnunet_se.analysis.excitation_io import save_excitations, staged_output
-
 from nnunet_se.errors import UserError
 
 
@@ -36,6 +35,7 @@ def main(argv: list[str], prog: str) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise UserError(f"{args.output}: exists and is not a folder")
     import torch
+
     from nnunet_se.analysis.excitations import capture_fold, ensure_trainer_discovery, load_predictor, versions
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

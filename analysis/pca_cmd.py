@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from nnunet_se.analysis.excitation_io import load_many, staged_output
 from nnunet_se.analysis.plots import plot_thresholds
 from nnunet_se.analysis.tabular import write_csv, write_json
@@ -20,8 +22,6 @@ from nnunet_se.analysis.thresholds import (
     cumulative_ratio,
     spectrum,
 )
-from tqdm import tqdm
-
 from nnunet_se.errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from nnunet_se.analysis.excitation_io import ExcitationSet
 from scipy import stats
+
+from nnunet_se.analysis.excitation_io import ExcitationSet
 
 
 def channel_summary(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,6 @@ from nnunet_se.analysis.excitation_io import load_many, staged_output
 from nnunet_se.analysis.plots import plot_ivi_dice, plot_responses
 from nnunet_se.analysis.responses import attach_dice, channel_rows, correlations, variability_rows
 from nnunet_se.analysis.tabular import write_csv, write_json
-
 from nnunet_se.errors import UserError
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from nnunet_se.analysis.results import FoldResult, scan_results
 from nnunet_se.analysis.tables import build_table, entry_rows, render_latex, render_markdown
 from nnunet_se.analysis.tabular import csv_text, json_text, write_csv
-
 from nnunet_se.errors import UserError
 
 FORMATS = ("md", "latex", "csv", "json")

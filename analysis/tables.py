@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
 from nnunet_se.analysis.paper_values import paper_value
 from nnunet_se.analysis.results import FoldResult
 from nnunet_se.analysis.stats import holm, nadeau_bengio, paired_ttest, significance_mark, wilcoxon

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import torch
-from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
-from nnunet_se.trainers.paper import build_paper_unet
 
+from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
 from nnunet_se.injection import inject_recalibration
+from nnunet_se.trainers.paper import build_paper_unet
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = 0.05

@@ -29,10 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from nnunet_se.conversion.converter import convert_case, run_parallel
 from nnunet_se.conversion.isic2018 import RULES
 from nnunet_se.conversion.sources import collect_sources
-from PIL import Image
 
 SIZE = 224
 RESULTS = Path(__file__).parent / "results"

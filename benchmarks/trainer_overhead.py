@@ -127,8 +127,9 @@ def main() -> None:
         (data_folder / "unused.b2nd").touch()
         for name in ("NNUNET_SE_NUM_EPOCHS", "NNUNET_SE_NUM_ITERATIONS", "NNUNET_SE_SEED"):
             os.environ.pop(name, None)
-        from nnunet_se.trainers import ALL_TRAINERS, nnUNetTrainerPaper
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+        from nnunet_se.trainers import ALL_TRAINERS, nnUNetTrainerPaper
 
         classes = {"nnUNetTrainer": nnUNetTrainer, **ALL_TRAINERS}
         trainers = {name: make_trainer(cls) for name, cls in tqdm(classes.items(), desc="initialise")}

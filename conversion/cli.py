@@ -11,7 +11,6 @@ from nnunet_se.conversion.converter import DatasetRules, Options, conversion_met
 from nnunet_se.conversion.sources import collect_sources
 from nnunet_se.conversion.splits import SCHEMES
 from nnunet_se.conversion.writer import RawDatasetWriter, install_sigterm_handler
-
 from nnunet_se.errors import UserError, run_cli
 
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from nnunet_se.conversion.duplicates import PHASH_THRESHOLD
 from nnunet_se.conversion.images import decode_image, decode_mask, image_array, mask_array, union
 from nnunet_se.conversion.sources import SourceFile
 from nnunet_se.conversion.splits import DEFAULT_FOLDS, make_splits
 from nnunet_se.conversion.writer import Case, RawDatasetWriter, StagedCase, stage_case
-from tqdm import tqdm
-
 from nnunet_se.errors import UserError
 
 log = logging.getLogger(__name__)

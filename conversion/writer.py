@@ -35,10 +35,10 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from nnunet_se.conversion.cases import CASE_TABLE, write_case_table
-from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, phash, pixel_digest
 from PIL import Image
 
+from nnunet_se.conversion.cases import CASE_TABLE, write_case_table
+from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, phash, pixel_digest
 from nnunet_se.errors import UserError
 
 log = logging.getLogger(__name__)

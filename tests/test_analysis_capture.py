@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
-from nnunet_se.trainers.paper import build_paper_unet
 
+from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
 from nnunet_se.injection import inject_recalibration
+from nnunet_se.trainers.paper import build_paper_unet
 
 FEATURES = (8, 16, 32, 64)
 
@@ -99,6 +99,7 @@ def test_stream_holds_one_vector_per_case_and_depth() -> None:
 def test_excitations_cli_without_model_is_one_line(tmp_path, capsys, monkeypatch, results_set: bool) -> None:
     import nnunetv2.paths
     import nnunetv2.utilities.file_path_utilities as paths_util
+
     from nnunet_se.analysis import cli
 
     results = str(tmp_path / "results") if results_set else None

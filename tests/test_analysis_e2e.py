@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from nnunet_se.analysis.excitation_io import SIDECAR_KEYS
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nnunet_e2e")]

@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
+
 from nnunet_se.analysis import cli
 from nnunet_se.analysis.excitation_io import save_excitations
 from nnunet_se.analysis.responses import variability
-from scipy import stats
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
+from scipy import stats
+
 from nnunet_se.analysis import cli
 from nnunet_se.analysis.results import scan_results
 from nnunet_se.analysis.stats import holm
 from nnunet_se.analysis.tables import build_table
-from PIL import Image
-from scipy import stats
 
 DATASET = "Dataset901_KvasirFake"
 PLANS_CONFIG = "nnUNetPlans__2d"

@@ -11,6 +11,9 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler, robust_scale
+
 from nnunet_se.analysis import cli
 from nnunet_se.analysis.excitation_io import save_excitations
 from nnunet_se.analysis.thresholds import (
@@ -21,8 +24,6 @@ from nnunet_se.analysis.thresholds import (
     spectrum,
     threshold,
 )
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler, robust_scale
 
 SPECTRUM = np.array([8.0, 4.0, 2.0, 1.0] + [0.002] * 12)  # population covariance eigenvalues, C = 16
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from nnunet_se.conversion.cases import read_case_table
 from nnunet_se.conversion.cli import main
-from PIL import Image
 
 pytestmark = [pytest.mark.real, pytest.mark.xdist_group("convert_real")]
 

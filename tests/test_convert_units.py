@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from sklearn.model_selection import KFold, StratifiedKFold
+
 from nnunet_se.conversion.cases import read_case_table
 from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, hamming_matrix, phash, pixel_digest
 from nnunet_se.conversion.images import decode_mask, mask_array
 from nnunet_se.conversion.splits import make_splits
 from nnunet_se.conversion.writer import Case, RawDatasetWriter
-from PIL import Image
-from sklearn.model_selection import KFold, StratifiedKFold
-
 from nnunet_se.errors import UserError
 
 IDS = [f"case_{i:03d}" for i in range(23)]

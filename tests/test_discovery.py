@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from nnunet_se.trainers import ALL_TRAINERS, RecalibrationTrainer
 
 from nnunet_se import env as env_command
 from nnunet_se.injection import recalibration_paths
+from nnunet_se.trainers import ALL_TRAINERS, RecalibrationTrainer
 
 TRAINER_NAMES = sorted(ALL_TRAINERS)
 

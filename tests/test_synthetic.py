@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nnunet_se.conversion.cases import read_case_table
 from PIL import Image
 from scipy.ndimage import label
 
+from nnunet_se.conversion.cases import read_case_table
 from nnunet_se.synthetic import SyntheticSpec, synthetic_case, write_synthetic_dataset
 
 

@@ -11,14 +11,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from nnunet_se.trainers import ALL_TRAINERS
-from nnunet_se.trainers.auto import AUTO_TRAINERS
-from nnunet_se.trainers.base import env_int
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from PIL import Image
 
 from nnunet_se.injection import recalibration_paths
+from nnunet_se.trainers import ALL_TRAINERS
+from nnunet_se.trainers.auto import AUTO_TRAINERS
+from nnunet_se.trainers.base import env_int
 
 AUTO = [
     ("nnUNetTrainerCSE", "cse", "paper"),

@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nnunetv2.utilities.crossval_split import generate_crossval_split
+from torch import nn
+
+from nnunet_se.modules import parameter_count
 from nnunet_se.trainers.early_stopping import EarlyStopping, read_case_table_columns, split_early_stopping
 from nnunet_se.trainers.paper import (
     CHECKPOINT_KEY,
@@ -22,10 +26,6 @@ from nnunet_se.trainers.paper import (
     nnUNetTrainerPaperMono,
 )
 from nnunet_se.trainers.plateau import build_plateau_scheduler
-from nnunetv2.utilities.crossval_split import generate_crossval_split
-from torch import nn
-
-from nnunet_se.modules import parameter_count
 
 KEYS = [f"case{i:03d}" for i in range(100)]
 

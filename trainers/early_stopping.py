@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from nnunet_se.conversion.cases import CASE_TABLE, read_case_table
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+
+from nnunet_se.conversion.cases import CASE_TABLE, read_case_table
 
 
 def read_case_table_columns(raw_dataset_dir: str | Path | None) -> tuple[dict[str, str] | None, dict[str, str] | None]:

@@ -20,6 +20,15 @@ from batchgenerators.dataloading.single_threaded_augmenter import SingleThreaded
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, save_json
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
+from nnunetv2.paths import nnUNet_raw
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+from nnunetv2.utilities.helpers import dummy_context
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from torch import autocast, nn
+from torch._dynamo import OptimizedModule
+
 from nnunet_se.trainers.base import RecalibrationTrainer
 from nnunet_se.trainers.early_stopping import (
     EarlyStopping,
@@ -29,14 +38,6 @@ from nnunet_se.trainers.early_stopping import (
 )
 from nnunet_se.trainers.paper_augmentation import flips_only_transforms
 from nnunet_se.trainers.plateau import LRSchedule, build_plateau_scheduler
-from nnunetv2.paths import nnUNet_raw
-from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
-from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
-from nnunetv2.utilities.helpers import dummy_context
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-from torch import autocast, nn
-from torch._dynamo import OptimizedModule
 
 CHECKPOINT_KEY = "nnunet_se_paper"
 _CUDA = torch.device("cuda")  # nnU-Net's default device
