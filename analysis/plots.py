@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 from nnunet_se.analysis.excitation_io import ExcitationSet  # noqa: E402
+from nnunet_se.analysis.responses import channel_summary  # noqa: E402
 
 
 def _save(fig: plt.Figure, stem: Path) -> list[Path]:
@@ -81,8 +82,8 @@ def plot_responses(sets: Sequence[ExcitationSet], stem: Path) -> list[Path]:
             segments = np.stack([np.stack([x0, y], 1), np.stack([x1, y], 1)], 1)
             alpha = float(np.clip(8.0 / g.shape[0], 0.02, 0.5))
             ax.add_collection(LineCollection(segments, colors="tab:blue", alpha=alpha, linewidths=0.6))
-            std = g.std(axis=0, ddof=1) if g.shape[0] > 1 else np.zeros(g.shape[1])
-            ax.errorbar(channels, g.mean(axis=0), yerr=std, fmt="o", color="black", markersize=1.8,
+            mean, std = channel_summary(g)
+            ax.errorbar(channels, mean, yerr=std, fmt="o", color="black", markersize=1.8,
                         elinewidth=0.6, capsize=0)
             ax.set_xlim(-1, g.shape[1])
             ax.set_ylim(-0.02, 1.02)
