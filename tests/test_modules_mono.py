@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from nnunet_se.modules import create_recalibration
-from nnunet_se.modules.mono import box_sum, ols_weights, singularity_exponents
+from nnunet_se.modules.mono import AlphaMoments, box_sum, ols_weights, singularity_exponents
 
 REFERENCE_4X4 = [
     [1.7813, 1.5434, 1.3648, 1.7897],
@@ -220,3 +220,62 @@ class TestMono:
         (g,) = torch.autograd.grad((y * weights).sum(), x)
         (g_ref,) = torch.autograd.grad((expected * weights).sum(), x)
         assert torch.allclose(g, g_ref, atol=1e-9)
+
+
+def tied_input(shape: tuple[int, ...], dtype: torch.dtype, ties: int) -> torch.Tensor:
+    """Random input whose per-channel minimum and maximum are each held by ``ties`` positions of every sample;
+    sample ``b`` has extremes ``-5 - b`` / ``5 + b``, so batch-wide extremes are ``ties``-way ties in the last
+    sample and per-sample extremes are ``ties``-way ties in every sample."""
+    x = torch.rand(shape, dtype=dtype, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    flat = x.view(shape[0], shape[1], -1)
+    offset = torch.arange(shape[0], dtype=dtype).view(-1, 1)
+    for k in range(ties):
+        flat[:, :, 2 * k] = -5 - offset
+        flat[:, :, -1 - 3 * k] = 5 + offset
+    return x
+
+
+class TestAlphaMomentsTies:
+    """``AlphaMoments`` (fused forward, hand-written dense backward) with ties at the min-max extremes."""
+
+    @pytest.mark.parametrize("minmax", ["batch", "sample"])
+    @pytest.mark.parametrize("shape", [(3, 4, 9, 11), (2, 3, 5, 6, 7)])
+    @pytest.mark.parametrize("ties", [2, 3])
+    def test_matches_numpy_and_autograd(self, shape: tuple[int, ...], minmax: str, ties: int) -> None:
+        """float32: m1, m2 equal the NumPy oracle's spatial moments of alpha, and the input gradient equals
+        autograd through ``singularity_exponents`` (``torch.amin``/``amax`` split ties evenly), to 1e-5."""
+        x = tied_input(shape, torch.float32, ties).requires_grad_()
+        m1, m2 = AlphaMoments.apply(x, (2, 4, 8), minmax)
+        xs = x.detach().double().numpy()
+        if minmax == "batch":
+            alpha = brute_alpha(xs, (2, 4, 8))
+        else:
+            alpha = np.concatenate([brute_alpha(xs[b : b + 1], (2, 4, 8)) for b in range(shape[0])])
+        flat = alpha.reshape(shape[0], shape[1], -1)
+        assert np.allclose(m1.detach().numpy(), flat.mean(-1), atol=1e-5)
+        assert np.allclose(m2.detach().numpy(), (flat**2).mean(-1), atol=1e-5)
+        w1, w2 = torch.randn_like(m1), torch.randn_like(m2)
+        (g,) = torch.autograd.grad((m1 * w1 + m2 * w2).sum(), x)
+        reference = singularity_exponents(x, minmax=minmax).flatten(2)
+        (g_ref,) = torch.autograd.grad((reference.mean(-1) * w1 + (reference**2).mean(-1) * w2).sum(), x)
+        assert torch.allclose(g, g_ref, atol=1e-5)
+        # the tied extremes do receive gradient (the min/max path is exercised)
+        assert g.view(shape[0], shape[1], -1)[-1, :, 0].abs().min() > 0
+
+    @pytest.mark.parametrize("minmax", ["batch", "sample"])
+    @pytest.mark.parametrize("shape", [(2, 2, 6, 5), (2, 2, 4, 3, 5)])
+    def test_gradcheck_with_two_way_ties(self, shape: tuple[int, ...], minmax: str) -> None:
+        """Finite differences at a two-way tie average the two one-sided derivatives, which is exactly the
+        even split (½ each) of the min/max gradient: gradcheck is an independent oracle for the tie rule."""
+        x = tied_input(shape, torch.float64, 2).requires_grad_()
+        assert torch.autograd.gradcheck(lambda t: AlphaMoments.apply(t, (2, 4, 8), minmax), (x,))
+
+    def test_backward_has_no_data_dependent_ops(self) -> None:
+        """The backward graph is dense: no nonzero / index_put (data-dependent shapes break torch.compile)."""
+        x = tied_input((2, 3, 6, 6), torch.float32, 2).requires_grad_()
+        with torch.profiler.profile() as prof:
+            m1, m2 = AlphaMoments.apply(x, (2, 4, 8), "batch")
+            (m1.sum() + m2.sum()).backward()
+        names = {event.name for event in prof.events()}
+        assert "aten::nonzero" not in names and "aten::index_put_" not in names
+        assert "aten::amin" in names  # the profile did see the module's ops

@@ -160,7 +160,7 @@ class AlphaMoments(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         x, alpha, low, high, span, scale, *measures = ctx.saved_tensors
-        size = alpha[0, 0].numel()
+        size = math.prod(x.shape[2:])
         shape = g1.shape + (1,) * (x.dim() - 2)
         g_alpha = torch.addcmul((g1 / size).view(shape), alpha, (2 * g2 / size).view(shape))
         g_u = None
@@ -175,12 +175,13 @@ class AlphaMoments(torch.autograd.Function):
         g_dot = torch.linalg.vecdot(g_u.flatten(2), (x - low).flatten(2)).view(g1.shape + (1,) * (x.dim() - 2))
         g_t = (g_dot.sum(0, keepdim=True) if 0 in dims else g_dot) / span.clamp(1e-7, 1e9) * unclamped
         g_low, g_high = -scale * (g_sum - g_t), -scale * g_t
+        # Dense masked form (no nonzero/index_put_: no data-dependent shapes, no host sync, one graph under
+        # torch.compile): every entry equal to the extreme gets an equal share; the others get + 0 (exact).
         g_x = g_u.mul_(scale)
         for extreme, g_extreme in ((low, g_low), (high, g_high)):
             hit = x == extreme
-            share = (g_extreme / hit.sum(dim=dims, keepdim=True)).expand_as(x)
-            index = hit.nonzero(as_tuple=True)
-            g_x.index_put_(index, share[index], accumulate=True)
+            share = g_extreme / hit.sum(dim=dims, keepdim=True)
+            g_x = g_x.addcmul_(hit, share)
         return g_x, None, None
 
 
@@ -220,7 +221,7 @@ class Mono(ChannelGate):
             if bn.training:
                 mean = m1.mean(0)
                 var = (m2.mean(0) - mean * mean).clamp_min(0)
-                count = m1.shape[0] * x[0, 0].numel()
+                count = m1.shape[0] * math.prod(x.shape[2:])
                 with torch.no_grad():
                     bn.num_batches_tracked += 1
                     bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), bn.momentum)
