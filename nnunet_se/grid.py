@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nnunet_se.env import EXT_VARIABLE, ext_trainer_value
-from nnunet_se.errors import UserError
+from nnunet_se.errors import UserError, shown
 from nnunet_se.matrix import (
     DEFAULT_CONFIGURATION,
     DEFAULT_PLANS,
@@ -26,6 +26,8 @@ from nnunet_se.matrix import (
     Job,
     State,
     build_manifest,
+    check_folds,
+    check_name,
     expand_trainers,
     fold_state,
     nnunet_roots,
@@ -36,8 +38,11 @@ from nnunet_se.matrix import (
 FORMATS = ("sh", "slurm", "json")
 MANIFEST_VERSION = 1
 REQUEUE_SIGNAL_SECONDS = 600
-_TIME_RE = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
-_SBATCH_OPTION_RE = re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(=\S+)?$")
+# Everything written into a script is either one of these patterns (checked with fullmatch, ASCII only) or
+# passed through shell_word / shlex.quote: no newline, space or shell metacharacter reaches a script unquoted.
+_TIME_RE = re.compile(r"(\d{1,5}-)?\d{1,5}(:\d{1,2}){0,2}", re.ASCII)
+_SBATCH_OPTION_RE = re.compile(r"--?[A-Za-z][A-Za-z0-9\-]*(=[!-~]+)?", re.ASCII)  # value: printable, no space
+_SLURM_WORD_RE = re.compile(r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*", re.ASCII)  # job name, partition list
 
 _PRELUDE = """\
 set -euo pipefail
@@ -93,18 +98,33 @@ run_job "$index"
 
 def exports(environ: dict[str, str] | os._Environ[str]) -> str:
     """``export`` lines: the plugin's ``nnUNet_extTrainer`` and nnU-Net's roots (the job's own values win)."""
-    lines = [f"export {EXT_VARIABLE}={shlex.quote(ext_trainer_value(environ.get(EXT_VARIABLE)))}"]
+    lines = [f"export {EXT_VARIABLE}={shell_word(ext_trainer_value(environ.get(EXT_VARIABLE)))}"]
     for name in NNUNET_ROOTS:
         value = environ.get(name)
         if value:
-            absolute = shlex.quote(str(Path(value).resolve()))
+            absolute = shell_word(str(Path(value).resolve()))
             lines.append(f'if [ -z "${{{name}:-}}" ]; then export {name}={absolute}; fi')
         else:
             lines.append(f': "${{{name}:?set {name} (nnU-Net needs it)}}"')
     return "\n".join(lines)
 
 
+def shell_word(value: str) -> str:
+    """``value`` as one bash word on one line: ``shlex.quote`` for printable text, ANSI-C ``$'...'`` quoting (with
+    ``\\n``, ``\\xNN`` escapes) when it holds a newline or another control character."""
+    if value.isprintable():
+        return shlex.quote(value)
+    escaped = "".join(
+        "\\" + c if c in "\\'" else c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x80
+        else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+        for c in value
+    )
+    return f"$'{escaped}'"
+
+
 def manifest_lines(jobs: Sequence[Job]) -> str:
+    """One quoted line per job for the script's ``MANIFEST`` array, read back with ``read -r`` (split on spaces:
+    every field was validated to be one word)."""
     fields = ([str(j.dataset.id), j.dataset.name, j.trainer, str(j.fold), j.configuration, j.plans] for j in jobs)
     return "\n".join(f"    {shlex.quote(' '.join(f))}  # {i}" for i, f in enumerate(fields))
 
@@ -116,7 +136,7 @@ def render_script(jobs: Sequence[Job], args: argparse.Namespace, environ: dict[s
                               device=shlex.quote(args.device), background=" &\n        wait $!" if slurm else "")
     header = [
         "#!/bin/bash",
-        f"# nnunet-se grid: {len(jobs)} jobs; re-generate with: nnunet-se grid {shlex.join(args.argv)}",
+        f"# nnunet-se grid: {len(jobs)} jobs; re-generate with: nnunet-se grid {' '.join(map(shell_word, args.argv))}",
     ]
     if not slurm:
         return "\n".join(header) + "\n" + prelude + "\n" + _SH_BODY
@@ -148,7 +168,7 @@ def render_json(jobs: Sequence[Job], states: Sequence[State], args: argparse.Nam
          "command": j.train_command(args.device)}
         for i, (j, s) in enumerate(zip(jobs, states, strict=True))
     ]
-    return json.dumps({"version": MANIFEST_VERSION, "jobs": entries}, indent=2) + "\n"
+    return json.dumps({"version": MANIFEST_VERSION, "jobs": entries}, indent=2, allow_nan=False) + "\n"
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -158,7 +178,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     families = "; ".join(f"{k} = {' '.join(v)}" for k, v in TRAINER_FAMILIES.items())
     parser.add_argument("--trainers", nargs="+", default=["paper"], metavar="NAME",
                         help=f"trainer class names or families: {families} (default: paper)")
-    parser.add_argument("--folds", nargs="+", default=["0-9"], help="folds, e.g. 0-9 or 0 1 2 (default: 0-9)")
+    parser.add_argument("--folds", nargs="+",
+                        help="folds, e.g. 0-9, 0 1 2 or 0-4,7; each must be a fold of the dataset's "
+                             "splits_final.json (default: all of them; 0-4, nnU-Net's default, without one)")
     parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION, help="default: %(default)s")
     parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help="plans identifier (default: %(default)s)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu", "mps"), help="default: %(default)s")
@@ -182,20 +204,48 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def check_slurm_args(args: argparse.Namespace) -> None:
-    if not _TIME_RE.match(args.slurm_time):
-        raise UserError(f"--slurm-time {args.slurm_time}: expected [days-]hours:minutes:seconds, e.g. 24:00:00")
+    """Every SLURM value that becomes an ``#SBATCH`` directive: one word of the expected form."""
+    if not _TIME_RE.fullmatch(args.slurm_time):
+        raise UserError(f"--slurm-time {shown(args.slurm_time)}: expected [days-]hours:minutes:seconds, e.g. 24:00:00")
     if args.slurm_max_parallel < 1 or args.slurm_gpus < 0 or args.slurm_cpus < 1:
         raise UserError("--slurm-max-parallel and --slurm-cpus must be >= 1, --slurm-gpus >= 0")
-    args.slurm_extra = [option for value in args.slurm_extra for option in shlex.split(value)]
+    try:
+        args.slurm_extra = [option for value in args.slurm_extra for option in shlex.split(value)]
+    except ValueError as exc:  # an unclosed quote
+        raise UserError(f"--slurm-extra {' '.join(map(shown, args.slurm_extra))}: {exc}") from exc
     for option in args.slurm_extra:
-        if not _SBATCH_OPTION_RE.match(option):
-            raise UserError(f"--slurm-extra {option}: expected one sbatch option such as --mem=64G")
-    for option, value in (("--slurm-logs", str(Path(args.slurm_logs).resolve())),
-                          ("--slurm-partition", args.slurm_partition or "")):
-        if re.search(r"\s", value):
-            raise UserError(f"{option} {value!r}: sbatch directives cannot contain spaces")
-    if not re.match(r"^[A-Za-z0-9_.\-]+$", args.slurm_job_name):
-        raise UserError(f"--slurm-job-name {args.slurm_job_name}: use letters, digits, '.', '_' or '-'")
+        if not _SBATCH_OPTION_RE.fullmatch(option):
+            raise UserError(f"--slurm-extra {shown(option)}: expected one sbatch option such as --mem=64G")
+    for option, value in (("--slurm-partition", args.slurm_partition), ("--slurm-job-name", args.slurm_job_name)):
+        if value is not None and not _SLURM_WORD_RE.fullmatch(value):
+            raise UserError(f"{option} {shown(value)}: use letters, digits, '.', '_' or '-' (a list with ',')")
+    logs = Path(args.slurm_logs)
+    if not str(logs.resolve()).isprintable() or re.search(r"\s", str(logs.resolve())):
+        raise UserError(f"--slurm-logs {shown(args.slurm_logs)}: sbatch directives cannot contain spaces or line "
+                        "breaks")
+    if logs.exists() and not logs.is_dir():
+        raise UserError(f"--slurm-logs {logs}: exists and is not a folder")
+
+
+def check_output(output: Path | None, roots: dict[str, Path | None]) -> None:
+    """``-o`` must name a file in an existing folder, outside nnU-Net's folders (which the grid only reads)."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise UserError(f"{output}: is a folder; give a file name for -o")
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise UserError(f"-o {output}: the folder {parent} does not exist")
+    for name, root in roots.items():
+        if root is not None and parent.is_relative_to(root.resolve()):
+            raise UserError(f"-o {output}: inside {name} ({root}); write the script somewhere else")
+
+
+def make_log_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--slurm-logs {folder}: cannot create the folder ({exc.strerror})") from exc
 
 
 def write_output(text: str, output: Path | None, executable: bool) -> None:
@@ -217,21 +267,25 @@ def write_output(text: str, output: Path | None, executable: bool) -> None:
 def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     args.argv = argv
+    check_name("-c", args.configuration)
+    check_name("-p", args.plans)
+    trainers = expand_trainers(args.trainers)
+    requested = parse_folds(args.folds) if args.folds else None
     roots = nnunet_roots()
     if roots["nnUNet_results"] is None:
         raise UserError("nnUNet_results is not set: nnU-Net needs it to store trainings (see docs/cluster.md)")
     if args.format == "slurm":
         check_slurm_args(args)
+    check_output(args.output, roots)
     datasets = resolve_datasets(args.datasets, roots)
-    jobs = build_manifest(datasets, expand_trainers(args.trainers), parse_folds(args.folds),
-                          args.configuration, args.plans)
+    splits = {d: check_folds(requested or [], roots["nnUNet_preprocessed"], d) for d in datasets}
+    folds = {d: requested or split.folds for d, split in splits.items()}
+    jobs = build_manifest(datasets, trainers, folds, args.configuration, args.plans)
     states = [fold_state(job.fold_folder(roots["nnUNet_results"])) for job in jobs]
     finished = sum(s is State.FINISHED for s in states)
     if not args.all:
         jobs = [j for j, s in zip(jobs, states, strict=True) if s is not State.FINISHED]
         states = [s for s in states if s is not State.FINISHED]
-    if args.output is not None and args.output.is_dir():
-        raise UserError(f"{args.output}: is a folder; give a file name for -o")
     if args.format == "json":
         write_output(render_json(jobs, states, args), args.output, executable=False)
     elif not jobs:
@@ -239,8 +293,11 @@ def main(argv: list[str], prog: str) -> int:
     else:
         text = render_script(jobs, args, os.environ)
         if args.format == "slurm":
-            Path(args.slurm_logs).mkdir(parents=True, exist_ok=True)
+            make_log_folder(Path(args.slurm_logs))
         write_output(text, args.output, executable=True)
+    for split in splits.values():
+        if split.warning:
+            print(f"{prog}: warning: {split.warning}", file=sys.stderr)
     print(f"{prog}: {len(jobs)} jobs ({finished} finished folds {'included' if args.all else 'skipped'})",
           file=sys.stderr)
     return 0

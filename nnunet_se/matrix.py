@@ -11,6 +11,7 @@ summary: nnU-Net's ``--c`` resumes both) and *missing* otherwise.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from nnunet_se.errors import UserError
+from nnunet_se.errors import UserError, shown
 
 BASELINE_TRAINER = "nnUNetTrainer"
 TRAINER_FAMILIES: dict[str, tuple[str, ...]] = {
@@ -45,13 +46,31 @@ TRAINER_FAMILIES: dict[str, tuple[str, ...]] = {
         "nnUNetTrainerMono",
     ),
 }
+# The plugin's other trainers (ablations and each module's original flavour): valid --trainers names, in no family.
+OTHER_TRAINERS = (
+    "nnUNetTrainerPaperSSE",
+    "nnUNetTrainerPaperSCSE",
+    "nnUNetTrainerCSE_original",
+    "nnUNetTrainerSSE_original",
+    "nnUNetTrainerSCSE_original",
+    "nnUNetTrainerSRM_original",
+    "nnUNetTrainerFCA_original",
+)
+KNOWN_TRAINERS: tuple[str, ...] = tuple(dict.fromkeys([*TRAINER_FAMILIES["paper"], *TRAINER_FAMILIES["auto"],
+                                                       *OTHER_TRAINERS]))
 NNUNET_ROOTS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 DEFAULT_CONFIGURATION = "2d"
 DEFAULT_PLANS = "nnUNetPlans"
-DEFAULT_FOLDS = tuple(range(5))
-_DATASET_RE = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9_\-]+)$")
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FOLD_RANGE_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
+NNUNET_DEFAULT_FOLDS = 5  # nnU-Net's own split (made on the first training when there is no splits_final.json)
+DEFAULT_FOLDS = tuple(range(NNUNET_DEFAULT_FOLDS))
+MAX_FOLD = 999  # largest fold number accepted anywhere (keeps a typo like 0-99999999 from building huge lists)
+MAX_NAME_LENGTH = 100  # configuration and plans names: <trainer>__<plans>__<configuration> is one folder name
+_DATASET_RE = re.compile(r"Dataset(\d{3})_([A-Za-z0-9_\-]+)", re.ASCII)
+_DATASET_ID_RE = re.compile(r"\d{1,3}", re.ASCII)
+# nnU-Net configuration names (2d, 3d_fullres, 3d_cascade_fullres) and plans identifiers (nnUNetResEncUNetMPlans):
+# a word of letters, digits, '_', '.', '-' that does not start like an option. Nothing a shell or read(1) splits on.
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", re.ASCII)
+_FOLD_RANGE_RE = re.compile(r"(\d{1,9})(?:-(\d{1,9}))?", re.ASCII)
 
 
 class State(str, Enum):
@@ -102,18 +121,21 @@ def fold_state(folder: Path) -> State:
 
 
 def fold_dice(folder: Path) -> float | None:
-    """Foreground-mean Dice of a fold's final validation (``validation/summary.json``), or None if absent.
+    """Foreground-mean Dice (0-1, or NaN) of a fold's final validation (``validation/summary.json``), or None if
+    absent. nnU-Net writes NaN when no case of the fold has foreground in reference or prediction.
 
-    Raises UserError when the summary exists but is not nnU-Net's format.
+    Raises UserError when the summary exists but is not nnU-Net's format or its Dice is outside 0-1.
     """
     path = folder / "validation" / "summary.json"
     if not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text())["foreground_mean"]["Dice"]
-        return float(value)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        value = float(json.loads(path.read_text())["foreground_mean"]["Dice"])
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # ValueError covers JSON and UTF-8 errors
         raise UserError(f"{path}: not an nnU-Net summary (no foreground_mean.Dice: {exc})") from exc
+    if not (math.isnan(value) or 0.0 <= value <= 1.0):
+        raise UserError(f"{path}: foreground_mean.Dice is {value}, not a Dice between 0 and 1")
+    return value
 
 
 def nnunet_roots(environ: Mapping[str, str] | None = None) -> dict[str, Path | None]:
@@ -129,7 +151,7 @@ def find_datasets(roots: Iterable[Path | None]) -> dict[int, str]:
         if root is None or not root.is_dir():
             continue
         for entry in sorted(root.iterdir()):
-            match = _DATASET_RE.match(entry.name)
+            match = _DATASET_RE.fullmatch(entry.name)
             if not match or not entry.is_dir():
                 continue
             number = int(match.group(1))
@@ -145,15 +167,16 @@ def resolve_datasets(tokens: Sequence[str], roots: Mapping[str, Path | None]) ->
     known = find_datasets(roots.values())
     datasets: list[Dataset] = []
     for token in tokens:
-        match = _DATASET_RE.match(token)
-        if match:
+        match = _DATASET_RE.fullmatch(token)
+        if match and int(match.group(1)) >= 1:
             number = int(match.group(1))
             if number in known and known[number] != token:
                 raise UserError(f"--datasets {token}: dataset id {number} is {known[number]} in the nnU-Net folders")
             datasets.append(Dataset(number, token))
             continue
-        if not token.isdigit() or not 1 <= int(token) <= 999:
-            raise UserError(f"--datasets {token}: expected a dataset id (1-999) or a DatasetNNN_Name folder name")
+        if not _DATASET_ID_RE.fullmatch(token) or not 1 <= int(token) <= 999:
+            raise UserError(f"--datasets {shown(token)}: expected a dataset id (1-999) or a DatasetNNN_Name folder "
+                            "name")
         number = int(token)
         if number not in known:
             searched = ", ".join(f"{k}={v}" for k, v in roots.items() if v is not None) or "none set"
@@ -161,56 +184,143 @@ def resolve_datasets(tokens: Sequence[str], roots: Mapping[str, Path | None]) ->
                             f"({searched})")
         datasets.append(Dataset(number, known[number]))
     if len(set(datasets)) != len(datasets):
-        raise UserError(f"--datasets {' '.join(tokens)}: a dataset is named twice")
+        raise UserError(f"--datasets {' '.join(map(shown, tokens))}: a dataset is named twice")
     return datasets
 
 
 def expand_trainers(tokens: Sequence[str]) -> list[str]:
-    """Trainer names from family names (``paper``, ``auto``) and class names, in order, without duplicates."""
+    """Trainer names from family names (``paper``, ``auto``) and known trainer names, in order, without duplicates.
+
+    Any other name is an error listing the known ones: a typo would otherwise become a job that fails (or, for
+    ``status``, a row of missing folds).
+    """
     trainers: list[str] = []
     for token in tokens:
-        names = TRAINER_FAMILIES.get(token, (token,))
-        for name in names:
-            if not _IDENTIFIER_RE.match(name):
-                raise UserError(f"--trainers {name}: not a trainer class name or one of the families "
-                                f"{', '.join(TRAINER_FAMILIES)}")
+        if token not in TRAINER_FAMILIES and token not in KNOWN_TRAINERS:
+            close = difflib.get_close_matches(token, [*TRAINER_FAMILIES, *KNOWN_TRAINERS], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UserError(f"--trainers {shown(token)}: unknown trainer or family; {hint}families: "
+                            f"{', '.join(TRAINER_FAMILIES)}; trainers: {', '.join(KNOWN_TRAINERS)}")
+        for name in TRAINER_FAMILIES.get(token, (token,)):
             if name not in trainers:
                 trainers.append(name)
     return trainers
 
 
+def check_name(option: str, value: str) -> str:
+    """``value`` if it is a valid nnU-Net configuration or plans name (see ``_NAME_RE``), else a UserError.
+
+    These names end up in job scripts, in ``read``-split manifest lines and in folder names, so nothing else is
+    let through (no space, newline, quote, ``$``, ``;``, ``/``).
+    """
+    if not _NAME_RE.fullmatch(value) or len(value) > MAX_NAME_LENGTH:
+        raise UserError(f"{option} {shown(value)}: expected a name of letters, digits, '_', '.' or '-' (at most "
+                        f"{MAX_NAME_LENGTH} characters, not starting with '-' or '.'), such as 2d or nnUNetPlans")
+    return value
+
+
 def parse_folds(tokens: Sequence[str]) -> list[int]:
-    """Folds from ``0-9``, ``0 1 2`` or ``0-4,7`` (sorted, unique)."""
+    """Folds from ``0-9``, ``0 1 2`` or ``0-4,7`` (sorted, unique, each at most ``MAX_FOLD``)."""
     folds: set[int] = set()
     for token in tokens:
         for part in token.split(","):
-            match = _FOLD_RANGE_RE.match(part.strip())
+            match = _FOLD_RANGE_RE.fullmatch(part.strip())
             if not match:
-                raise UserError(f"--folds {token}: expected fold numbers or ranges like 0-9 or 0,2,4")
+                raise UserError(f"--folds {shown(token)}: expected fold numbers or ranges like 0-9 or 0,2,4")
             first, last = int(match.group(1)), int(match.group(2) or match.group(1))
             if last < first:
-                raise UserError(f"--folds {token}: range {part} is empty")
+                raise UserError(f"--folds {shown(token)}: range {part} is empty")
+            if last > MAX_FOLD:
+                raise UserError(f"--folds {shown(token)}: fold {last} is too large (folds are numbered 0-{MAX_FOLD} "
+                                "at most)")
             folds.update(range(first, last + 1))
     return sorted(folds)
 
 
+def fold_ranges(folds: Iterable[int]) -> str:
+    """``0-4,7`` for [0, 1, 2, 3, 4, 7]; ``-`` when empty."""
+    runs: list[list[int]] = []
+    for fold in sorted(folds):
+        if runs and fold == runs[-1][-1] + 1:
+            runs[-1].append(fold)
+        else:
+            runs.append([fold])
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs) or "-"
+
+
 def split_fold_count(preprocessed: Path | None, dataset: Dataset) -> int | None:
-    """Number of folds in ``nnUNet_preprocessed/<dataset>/splits_final.json``, or None when there is none."""
+    """Number of folds in ``nnUNet_preprocessed/<dataset>/splits_final.json``, or None when there is none.
+
+    Raises UserError when the file is not nnU-Net's format (a list of ``{"train": [...], "val": [...]}``).
+    """
     if preprocessed is None:
         return None
     path = preprocessed / dataset.name / "splits_final.json"
     if not path.is_file():
         return None
     try:
-        return len(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+        splits = json.loads(path.read_text())
+    except (ValueError, RecursionError) as exc:  # ValueError covers JSON and UTF-8 errors
         raise UserError(f"{path}: not a splits file ({exc})") from exc
+    if not isinstance(splits, list) or not splits or not all(
+            isinstance(s, dict) and isinstance(s.get("train"), list) and isinstance(s.get("val"), list)
+            for s in splits):
+        raise UserError(f"{path}: not a splits file (expected a non-empty list of {{\"train\": [...], "
+                        "\"val\": [...]}} folds)")
+    return len(splits)
 
 
-def build_manifest(datasets: Sequence[Dataset], trainers: Sequence[str], folds: Sequence[int],
+@dataclass(frozen=True)
+class SplitFolds:
+    """The folds nnU-Net trains for a dataset on a fixed split, and where that number comes from (for messages).
+
+    ``assumed``: there is no ``splits_final.json`` (not planned yet, or converted with ``--splits nnunet``), so the
+    folds are nnU-Net's default 0-4, which nnU-Net writes to ``splits_final.json`` on the first training.
+    """
+
+    folds: list[int]
+    source: str
+    assumed: bool
+
+    @property
+    def warning(self) -> str | None:
+        return f"{self.source}; assuming folds {fold_ranges(self.folds)}" if self.assumed else None
+
+
+def dataset_folds(preprocessed: Path | None, dataset: Dataset) -> SplitFolds:
+    """The folds of ``dataset``'s ``splits_final.json``, else nnU-Net's default ones (see :class:`SplitFolds`)."""
+    path = None if preprocessed is None else preprocessed / dataset.name / "splits_final.json"
+    count = split_fold_count(preprocessed, dataset)
+    if count is not None:
+        return SplitFolds(list(range(count)), f"{path} has {count} folds", assumed=False)
+    missing = "nnUNet_preprocessed is not set" if path is None else f"{path} does not exist yet"
+    return SplitFolds(list(DEFAULT_FOLDS), f"{missing} and nnU-Net's default split of {dataset.name} has "
+                      f"{NNUNET_DEFAULT_FOLDS} folds", assumed=True)
+
+
+def check_folds(folds: Sequence[int], preprocessed: Path | None, dataset: Dataset) -> SplitFolds:
+    """``dataset``'s split, after checking that every fold of ``folds`` is in it (else a UserError).
+
+    nnU-Net does not refuse a fold outside its split: it trains it on a random 80:20 split of its own, which
+    ignores the duplicate grouping of our splits.
+    """
+    split = dataset_folds(preprocessed, dataset)
+    outside = sorted(set(folds) - set(split.folds))
+    if outside:
+        raise UserError(f"--folds {fold_ranges(outside)}: not a fold of {dataset.name} ({split.source}, "
+                        f"{fold_ranges(split.folds)}); nnU-Net would train it on a random split of its own")
+    return split
+
+
+def build_manifest(datasets: Sequence[Dataset], trainers: Sequence[str],
+                   folds: Sequence[int] | Mapping[Dataset, Sequence[int]],
                    configuration: str = DEFAULT_CONFIGURATION, plans: str = DEFAULT_PLANS) -> list[Job]:
-    """Every (dataset, trainer, fold), dataset-major, so a job array index maps to one distinct training."""
-    return [Job(d, t, f, configuration, plans) for d in datasets for t in trainers for f in folds]
+    """Every (dataset, trainer, fold), dataset-major, so a job array index maps to one distinct training.
+
+    ``folds``: the same folds for every dataset, or per dataset.
+    """
+    per_dataset = folds if isinstance(folds, Mapping) else dict.fromkeys(datasets, folds)
+    return [Job(d, t, f, configuration, plans) for d in datasets for t in trainers for f in per_dataset[d]]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

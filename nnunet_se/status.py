@@ -1,7 +1,8 @@
 """``nnunet-se status``: finished / running / missing folds per dataset and trainer, with the Dice so far.
 
 Reads ``nnUNet_results`` only (no torch import). Dice is the foreground mean of each finished fold's
-``validation/summary.json``, reported as mean +- sample std over the finished folds.
+``validation/summary.json``, reported as mean +- sample std over the finished folds with a finite Dice; folds whose
+summary holds NaN (no foreground anywhere) are listed separately and not counted in n.
 """
 
 from __future__ import annotations
@@ -11,44 +12,58 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nnunet_se.errors import UserError
 from nnunet_se.matrix import (
     DEFAULT_CONFIGURATION,
-    DEFAULT_FOLDS,
     DEFAULT_PLANS,
     Dataset,
     Job,
     State,
+    check_folds,
+    check_name,
+    dataset_folds,
     expand_trainers,
     find_datasets,
     fold_dice,
+    fold_ranges,
     fold_state,
     mean_std,
     nnunet_roots,
     parse_folds,
     resolve_datasets,
-    split_fold_count,
 )
 
 
 @dataclass
 class Row:
-    """Status of one (dataset, trainer): fold numbers per state and the finished folds' Dice (0-1)."""
+    """Status of one (dataset, trainer): fold numbers per state, the finished folds' finite Dice (0-1) and the
+    finished folds whose Dice is NaN."""
 
     dataset: str
     trainer: str
-    finished: list[int]
-    running: list[int]
-    missing: list[int]
-    dice: dict[int, float]
+    finished: list[int] = field(default_factory=list)
+    running: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+    dice: dict[int, float] = field(default_factory=dict)
+    dice_nan: list[int] = field(default_factory=list)
 
     @property
     def dice_summary(self) -> str:
+        """``mean +- std (n=N)`` over the finite Dice, then ``NaN: <folds>`` if any; ``-`` when there is neither."""
         mean, std = mean_std(list(self.dice.values()))
-        return "-" if math.isnan(mean) else f"{mean:.4f} +- {std:.4f} (n={len(self.dice)})"
+        parts = [] if math.isnan(mean) else [f"{mean:.4f} +- {std:.4f} (n={len(self.dice)})"]
+        if self.dice_nan:
+            parts.append(f"NaN: fold {fold_ranges(self.dice_nan)}")
+        return "; ".join(parts) or "-"
+
+    def as_json(self) -> dict[str, object]:
+        """The row as JSON-safe values: no NaN (``dice_mean``/``dice_std`` are null without a finite Dice)."""
+        mean, std = mean_std(list(self.dice.values()))
+        return asdict(self) | {"dice_n": len(self.dice), "dice_mean": None if math.isnan(mean) else mean,
+                               "dice_std": None if math.isnan(std) else std}
 
 
 def trained_trainers(results: Path, dataset: Dataset, plans: str, configuration: str) -> list[str]:
@@ -62,14 +77,14 @@ def trained_trainers(results: Path, dataset: Dataset, plans: str, configuration:
 
 def folds_of(results: Path, preprocessed: Path | None, dataset: Dataset, trainers: Sequence[str], plans: str,
              configuration: str) -> list[int]:
-    """Expected folds: those of ``splits_final.json``, plus any ``fold_k`` already present (else 0-4)."""
-    count = split_fold_count(preprocessed, dataset)
-    folds = set(range(count)) if count else set()
+    """Expected folds: those of ``splits_final.json`` (0-4 without one), plus any ``fold_k`` already present."""
+    folds = set(dataset_folds(preprocessed, dataset).folds)
     for trainer in trainers:
         model = results / dataset.name / f"{trainer}__{plans}__{configuration}"
         if model.is_dir():
-            folds.update(int(m.group(1)) for p in model.iterdir() if (m := re.fullmatch(r"fold_(\d+)", p.name)))
-    return sorted(folds) if folds else list(DEFAULT_FOLDS)
+            folds.update(int(m.group(1)) for p in model.iterdir()
+                         if (m := re.fullmatch(r"fold_(\d{1,9})", p.name, re.ASCII)) and p.is_dir())
+    return sorted(folds)
 
 
 def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset], trainers: Sequence[str] | None,
@@ -78,16 +93,22 @@ def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset
     rows = []
     for dataset in datasets:
         names = list(trainers) if trainers else trained_trainers(results, dataset, plans, configuration)
-        expected = list(folds) if folds else folds_of(results, preprocessed, dataset, names, plans, configuration)
+        if folds:
+            check_folds(folds, preprocessed, dataset)
+            expected = list(folds)
+        else:
+            expected = folds_of(results, preprocessed, dataset, names, plans, configuration)
         for trainer in names:
-            row = Row(dataset.name, trainer, [], [], [], {})
+            row = Row(dataset.name, trainer)
             for fold in expected:
                 folder = Job(dataset, trainer, fold, configuration, plans).fold_folder(results)
                 state = fold_state(folder)
                 getattr(row, state.value).append(fold)
                 if state is State.FINISHED:
                     dice = fold_dice(folder)
-                    if dice is not None:
+                    if dice is not None and math.isnan(dice):
+                        row.dice_nan.append(fold)
+                    elif dice is not None:
                         row.dice[fold] = dice
             rows.append(row)
     return rows
@@ -96,25 +117,13 @@ def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset
 def render_table(rows: Sequence[Row]) -> str:
     """A plain-text table; fold lists are compressed to ranges (``0-4,7``)."""
     header = ("dataset", "trainer", "finished", "running", "missing", "Dice (finished folds)")
-    body = [(r.dataset, r.trainer, _ranges(r.finished), _ranges(r.running), _ranges(r.missing), r.dice_summary)
-            for r in rows]
+    body = [(r.dataset, r.trainer, fold_ranges(r.finished), fold_ranges(r.running), fold_ranges(r.missing),
+             r.dice_summary) for r in rows]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
              for line in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
-
-
-def _ranges(folds: Sequence[int]) -> str:
-    if not folds:
-        return "-"
-    runs: list[list[int]] = []
-    for fold in folds:
-        if runs and fold == runs[-1][-1] + 1:
-            runs[-1].append(fold)
-        else:
-            runs.append([fold])
-    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def main(argv: list[str], prog: str) -> int:
@@ -127,6 +136,10 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help="default: %(default)s")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    check_name("-c", args.configuration)
+    check_name("-p", args.plans)
+    trainers = expand_trainers(args.trainers) if args.trainers else None
+    folds = parse_folds(args.folds) if args.folds else None
     roots = nnunet_roots()
     results = roots["nnUNet_results"]
     if results is None:
@@ -137,13 +150,9 @@ def main(argv: list[str], prog: str) -> int:
         datasets = resolve_datasets(args.datasets, roots)
     else:
         datasets = [Dataset(i, name) for i, name in find_datasets([results]).items()]
-    rows = collect(results, roots["nnUNet_preprocessed"], datasets,
-                   expand_trainers(args.trainers) if args.trainers else None,
-                   parse_folds(args.folds) if args.folds else None, args.plans, args.configuration)
+    rows = collect(results, roots["nnUNet_preprocessed"], datasets, trainers, folds, args.plans, args.configuration)
     if args.json:
-        summaries = [mean_std(list(r.dice.values())) for r in rows]
-        print(json.dumps([asdict(r) | {"dice_mean": None if math.isnan(m) else m, "dice_std": None if math.isnan(s)
-                                       else s} for r, (m, s) in zip(rows, summaries, strict=True)], indent=2))
+        print(json.dumps([r.as_json() for r in rows], indent=2, allow_nan=False))
     elif not rows:
         print(f"no trainings found in {results}")
     else:

@@ -18,9 +18,10 @@ import pytest
 
 from nnunet_se.cli import main as cli_main
 from nnunet_se.env import shim_folder
-from nnunet_se.errors import UserError
+from nnunet_se.errors import UserError, shown
 from nnunet_se.matrix import (
     BASELINE_TRAINER,
+    KNOWN_TRAINERS,
     TRAINER_FAMILIES,
     Dataset,
     State,
@@ -53,16 +54,24 @@ def write_fold(results: Path, dataset: str, trainer: str, fold: int, files: tupl
 FINISHED = ("checkpoint_final.pth", "validation/summary.json")
 
 
+def write_splits(preprocessed: Path, dataset: str, folds: int) -> Path:
+    """``splits_final.json`` with ``folds`` folds (one case each) in nnU-Net's format."""
+    (preprocessed / dataset).mkdir(parents=True, exist_ok=True)
+    path = preprocessed / dataset / "splits_final.json"
+    path.write_text(json.dumps([{"train": [f"case_{i}"], "val": [f"case_{i + 1}"]} for i in range(folds)]))
+    return path
+
+
 @pytest.fixture
 def nnunet_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """nnU-Net roots with datasets 601 (raw), 602 (preprocessed), 603 (results); Paper fold 0 of 601 finished,
-    fold 1 running."""
+    """nnU-Net roots with datasets 601 (raw), 602 (preprocessed, 10-fold splits), 603 (results); Paper fold 0 of
+    601 finished, fold 1 running."""
     roots = {name: tmp_path / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     for name, path in roots.items():
         path.mkdir()
         monkeypatch.setenv(name, str(path))
     (roots["nnUNet_raw"] / DATASETS[601]).mkdir()
-    (roots["nnUNet_preprocessed"] / DATASETS[602]).mkdir()
+    write_splits(roots["nnUNet_preprocessed"], DATASETS[602], 10)
     (roots["nnUNet_results"] / DATASETS[603]).mkdir()
     write_fold(roots["nnUNet_results"], DATASETS[601], TRAINED, 0, FINISHED)
     write_fold(roots["nnUNet_results"], DATASETS[601], TRAINED, 1, ("checkpoint_latest.pth",))
@@ -142,12 +151,13 @@ def parse_sbatch(text: str) -> dict[str, str]:
 
 
 def test_trainer_families_name_plugin_trainers() -> None:
-    """The static family table (kept so grid does not import torch) names trainers the plugin really defines."""
+    """The static tables (kept so grid does not import torch) name exactly the trainers the plugin defines."""
     from nnunet_se.trainers import ALL_TRAINERS
 
     missing = {family: sorted({n for n in names if n != BASELINE_TRAINER} - set(ALL_TRAINERS))
                for family, names in TRAINER_FAMILIES.items()}
     assert missing == {"paper": [], "auto": []}, f"not in ALL_TRAINERS: {missing}"
+    assert sorted(KNOWN_TRAINERS) == sorted([BASELINE_TRAINER, *ALL_TRAINERS])
     assert len(TRAINER_FAMILIES["paper"]) == 6  # Table I's five models + cSE-NS of Fig. 3
 
 
@@ -164,9 +174,9 @@ def test_parse_folds(tokens: list[str], expected: list[int]) -> None:
     assert parse_folds(tokens) == expected
 
 
-@pytest.mark.parametrize("token", ["a", "3-1", "-1", "0-"])
+@pytest.mark.parametrize("token", ["a", "3-1", "-1", "0-", "", "1 2", "0-99999999", "9" * 5000, "\u0661"])
 def test_parse_folds_rejects(token: str) -> None:
-    with pytest.raises(UserError, match=re.escape(f"--folds {token}")):
+    with pytest.raises(UserError, match=re.escape(f"--folds {shown(token)}")):
         parse_folds([token])
 
 
@@ -174,7 +184,8 @@ def test_expand_trainers_families_names_and_duplicates() -> None:
     assert expand_trainers(["paper"]) == list(TRAINER_FAMILIES["paper"])
     assert expand_trainers(["nnUNetTrainerPaperMono", "paper"])[0] == "nnUNetTrainerPaperMono"
     assert len(expand_trainers(["paper", "auto", "nnUNetTrainerPaper"])) == 13
-    with pytest.raises(UserError, match="not a trainer class name"):
+    with pytest.raises(UserError, match="--trainers nnUNetTrainer-Mono: unknown trainer or family; did you mean "
+                                        "nnUNetTrainerMono[?] families: paper, auto; trainers: nnUNetTrainerPaper, "):
         expand_trainers(["nnUNetTrainer-Mono"])
 
 
@@ -248,6 +259,8 @@ def test_sh_skips_finished_and_resumes_the_rest(nnunet_dirs: dict[str, Path], ca
 
 def test_slurm_array_maps_every_index_to_a_distinct_job(nnunet_dirs: dict[str, Path],
                                                         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for dataset in (DATASETS[601], DATASETS[603]):
+        write_splits(nnunet_dirs["nnUNet_preprocessed"], dataset, 10)
     code, script, _ = run_grid(capsys, "--datasets", "601", "602", "603", "--trainers", "paper", "--folds", "0-9",
                                "--all", "--format", "slurm", "--slurm-partition", "gpu", "--slurm-time", "2-00:00:00",
                                "--slurm-max-parallel", "16", "--slurm-extra=--mem=64G --account=lab")
@@ -299,7 +312,7 @@ def test_output_file_is_written_executable(nnunet_dirs: dict[str, Path], capsys:
     ("argv", "message"),
     [
         (["--datasets", "601", "--trainers", TRAINED, "--folds", "0", "--format", "slurm"], "nothing to run"),
-        (["--datasets", "601", "--format", "slurm", "--slurm-time", "1 day"], "--slurm-time 1 day"),
+        (["--datasets", "601", "--format", "slurm", "--slurm-time", "1 day"], "--slurm-time '1 day'"),
         (["--datasets", "601", "--format", "slurm", "--slurm-extra", "mem"], "--slurm-extra mem:"),
         (["--datasets", "601", "--format", "slurm", "--slurm-logs", "my logs"], "cannot contain spaces"),
         (["--datasets", "609"], "--datasets 609: no Dataset609_"),

@@ -65,12 +65,18 @@ def test_table_of_found_trainers(results: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_requested_trainers_folds_and_plans(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = status(capsys, "--datasets", "602", "--trainers", "paper", "--folds", "0-9")
+    code, out, _ = status(capsys, "--datasets", "602", "--trainers", "paper", "--folds", "0,2")
     assert code == 0
     rows = table(out)
     assert [r[1] for r in rows] == ["nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPaperSRM",
                                     "nnUNetTrainerPaperFCA", "nnUNetTrainerPaperMono", "nnUNetTrainerPaperCSENoSkip"]
-    assert rows[0][2:5] == ["0", "-", "1-9"] and rows[1][2:] == ["-", "-", "0-9", "-"]
+    assert rows[0][2:5] == ["0", "-", "2"] and rows[1][2:] == ["-", "-", "0,2", "-"]
+    # BUSI has 3-fold splits: folds 3-9 do not exist (nnU-Net would train them on a random split)
+    code, out, err = status(capsys, "--datasets", "602", "--folds", "0-9")
+    assert code == 1 and out == ""
+    assert err.strip().endswith(f"--folds 3-9: not a fold of {BUSI} ({results.parent}/preprocessed/{BUSI}/"
+                                "splits_final.json has 3 folds, 0-2); nnU-Net would train it on a random split of "
+                                "its own")
     code, out, _ = status(capsys, "--datasets", "602", "-p", "nnUNetResEncUNetMPlans")
     assert table(out) == [[BUSI, PAPER, "0", "-", "1-2", "0.5000 +- 0.0000 (n=1)"]]
 
@@ -83,6 +89,31 @@ def test_json(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (paper["finished"], paper["running"], paper["missing"]) == ([0, 1], [2, 3], [4])
     assert paper["dice"] == {"0": 0.8, "1": 0.9}
     assert paper["dice_mean"] == pytest.approx(0.85) and paper["dice_std"] == pytest.approx(0.0707107, abs=1e-6)
+
+
+def test_nan_fold_is_not_counted_and_json_stays_valid(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """nnU-Net writes NaN Dice for a fold without foreground: n counts the finite folds, the NaN fold is listed
+    separately, and the JSON has no bare NaN (strict parsers reject it)."""
+    summary = write_fold(results, KVASIR, PAPER, 2, FINISHED) / "validation" / "summary.json"
+    summary.write_text('{"foreground_mean": {"Dice": NaN}}')  # what json.dump(float("nan")) writes
+    code, out, _ = status(capsys, "--datasets", "601", "--trainers", PAPER)
+    mean, std = statistics.fmean([0.8, 0.9]), statistics.stdev([0.8, 0.9])
+    assert code == 0 and table(out) == [[KVASIR, PAPER, "0-2", "3", "4", f"{mean:.4f} +- {std:.4f} (n=2); NaN: fold 2"]]
+    code, out, _ = status(capsys, "--datasets", "601", "--json")
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"bare {constant} in the JSON")
+
+    rows = {r["trainer"]: r for r in json.loads(out, parse_constant=reject)}
+    paper = rows[PAPER]
+    assert paper["finished"] == [0, 1, 2] and paper["dice"] == {"0": 0.8, "1": 0.9} and paper["dice_nan"] == [2]
+    assert paper["dice_n"] == 2 and paper["dice_mean"] == pytest.approx(mean) and paper["dice_std"] == pytest.approx(std)
+    # a trainer whose only finished fold is NaN: no mean, null in JSON
+    write_fold(results, KVASIR, MONO, 0, FINISHED).joinpath("validation", "summary.json").write_text(
+        '{"foreground_mean": {"Dice": NaN}}')
+    code, out, _ = status(capsys, "--datasets", "601", "--json")
+    mono = {r["trainer"]: r for r in json.loads(out, parse_constant=reject)}[MONO]
+    assert (mono["dice_n"], mono["dice_mean"], mono["dice_std"], mono["dice_nan"]) == (0, None, None, [0])
 
 
 def test_broken_summary_is_one_line_error(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
