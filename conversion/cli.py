@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from nnunet_se.conversion.converter import DatasetRules, Options, conversion_metadata, convert
 from nnunet_se.conversion.sources import collect_sources
-from nnunet_se.conversion.splits import SCHEMES
+from nnunet_se.conversion.splits import SCHEMES, check_authors_options
 from nnunet_se.conversion.writer import RawDatasetWriter, install_sigterm_handler
 from nnunet_se.errors import UserError, run_cli
 
@@ -64,6 +64,8 @@ def _convert(argv: Sequence[str]) -> int:
         raise UserError(f"--workers {args.workers}: must be >= 1")
     if args.splits == "nnunet" and args.folds is not None:
         raise UserError("--folds has no effect with --splits nnunet (nnU-Net makes 5 folds itself)")
+    if args.splits == "authors":
+        check_authors_options(args.folds, args.seed, args.dedupe, args.include_normal)
     if args.dataset != "busi" and args.include_normal:
         raise UserError("--include-normal only applies to busi")
     rules = _rules(args.dataset)
@@ -89,7 +91,8 @@ def _convert(argv: Sequence[str]) -> int:
     if summary["scheme"] == "nnunet":
         print("splits: none written (nnU-Net makes its own 5 folds)")
     else:
-        print(f"splits: {summary['scheme']}, {summary['folds']} folds, seed {summary['seed']}, grouped by duplicates")
+        print(f"splits: {summary['scheme']}, {summary['folds']} folds, seed {summary['seed']}"
+              + (", grouped by duplicates" if summary["scheme"] == "paper" else ", the authors' assignment"))
     return 0
 
 

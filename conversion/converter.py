@@ -212,7 +212,7 @@ def convert(
                 "folds": folds,
                 "seed": options.seed,
                 "stratified_by": "class" if any(classes) else None,
-                "grouped_by": "duplicate_group",
+                "grouped_by": "duplicate_group" if options.scheme == "paper" else None,
                 "phash_threshold": writer.phash_threshold,
             },
         )

@@ -40,14 +40,6 @@ def test_authors_scheme_equals_their_sklearn_split(classes: list[str] | None, or
     assert [fold["val"] for fold in splits] == expected
 
 
-def test_authors_scheme_moves_duplicate_groups_to_first_member_fold() -> None:
-    groups = [["case_000", "case_020"], ["case_005", "case_006", "case_019"]]
-    plain = _fold_of(make_splits(IDS, None, [], "authors", 5, 42))
-    grouped = _fold_of(make_splits(IDS, None, groups, "authors", 5, 42))
-    moved = {c: plain[g[0]] for g in groups for c in g}
-    assert grouped == {c: moved.get(c, plain[c]) for c in IDS}
-
-
 @pytest.mark.parametrize("classes", [None, CLASSES], ids=["grouped", "stratified-grouped"])
 def test_paper_scheme_is_grouped_seeded_and_complete(classes: list[str] | None) -> None:
     groups = [["case_001", "case_002", "case_010"], ["case_004", "case_022"]]
