@@ -17,14 +17,9 @@ from torch import nn
 
 from nnunet_se.modules import parameter_count
 from nnunet_se.trainers.early_stopping import EarlyStopping, read_case_table_columns, split_early_stopping
-from nnunet_se.trainers.paper import (
-    CHECKPOINT_KEY,
-    ES_SPLIT_FILE,
-    PAPER_TRAINERS,
-    build_paper_unet,
-    nnUNetTrainerPaper,
-    nnUNetTrainerPaperMono,
-)
+from nnunet_se.trainers.paper import ES_SPLIT_FILE, PAPER_TRAINERS, nnUNetTrainerPaper, nnUNetTrainerPaperMono
+from nnunet_se.trainers.paper_network import build_paper_unet
+from nnunet_se.trainers.paper_selection import CHECKPOINT_KEY
 from nnunet_se.trainers.plateau import build_plateau_scheduler
 
 KEYS = [f"case{i:03d}" for i in range(100)]
@@ -163,21 +158,21 @@ def _conv_params(c_in: int, c_out: int, k: int) -> int:
     return c_in * c_out * k * k + c_out
 
 
-def _paper_unet_params(c_in: int, classes: int, widths: tuple[int, ...] = (32, 64, 128, 256)) -> int:
-    """Closed form: encoder 2 convs/stage; decoder per level transposed 2x2 conv, 2 convs on the concat, 1x1 head."""
+def _paper_unet_params(c_in: int, widths: tuple[int, ...] = (32, 64, 128, 256), skips: bool = True) -> int:
+    """Closed form of the authors' U-Net: encoder 2 convs/stage; decoder per level 2 convs on [upsampled, skip]
+    (no learned upsampling); one 1x1 conv to a single (sigmoid) channel."""
     total, prev = 0, c_in
     for w in widths:
         total += _conv_params(prev, w, 3) + _conv_params(w, w, 3)
         prev = w
     for deep, w in zip(widths[:0:-1], widths[-2::-1], strict=True):
-        total += _conv_params(deep, w, 2) + _conv_params(2 * w, w, 3) + _conv_params(w, w, 3)
-        total += _conv_params(w, classes, 1)
-    return total
+        total += _conv_params(deep + w if skips else deep, w, 3) + _conv_params(w, w, 3)
+    return total + _conv_params(widths[0], 1, 1)
 
 
 def test_paper_unet_protocol() -> None:
     net = build_paper_unet(3, 2)
-    assert sum(p.numel() for p in net.parameters()) == _paper_unet_params(3, 2) == 1_926_022
+    assert sum(p.numel() for p in net.parameters()) == _paper_unet_params(3) == 1_946_881
     assert [s[-1].output_channels for s in net.encoder.stages] == [32, 64, 128, 256]
     convs = [m for m in net.encoder.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 8 and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
@@ -188,17 +183,25 @@ def test_paper_unet_protocol() -> None:
     assert not any(isinstance(m, nn.modules.batchnorm._NormBase) for m in net.modules())
     out = net(torch.rand(2, 3, 64, 48))
     assert out.shape == (2, 2, 64, 48)
+    assert torch.equal(out[:, 0], torch.zeros_like(out[:, 0]))  # [0, z]: softmax = (1 - sigmoid(z), sigmoid(z))
 
 
-def test_paper_unet_batchnorm_variant_matches_integration_oracle() -> None:
-    # nnunet_integration.md §2.5 / §3.7: the 4-stage 32-256 net with BatchNorm has 1,928,838 parameters
-    assert sum(p.numel() for p in build_paper_unet(3, 2, conv_norm="batch").parameters()) == 1_928_838
+def test_paper_unet_batchnorm_variant() -> None:
+    # with_bn=True of the authors' code: + gamma and beta (2 C) per conv: 2 x (960 encoder + 448 decoder) = 2816
+    assert sum(p.numel() for p in build_paper_unet(3, 2, conv_norm="batch").parameters()) == 1_946_881 + 2816
 
 
-@pytest.mark.parametrize("bad", [{"conv_norm": "group"}, {"downsampling": "avg"}])
+def test_paper_unet_deep_supervision_cannot_be_enabled() -> None:
+    net = build_paper_unet(3, 2)
+    net.decoder.deep_supervision = False  # what nnU-Net's trainer sets
+    with pytest.raises(ValueError, match="no deep supervision"):
+        net.decoder.deep_supervision = True
+
+
+@pytest.mark.parametrize("bad", [{"conv_norm": "group"}, {"downsampling": "avg"}, {"num_classes": 1}])
 def test_paper_unet_rejects_unknown_options(bad: dict) -> None:
-    with pytest.raises(ValueError, match="valid"):
-        build_paper_unet(3, 2, **bad)
+    with pytest.raises(ValueError, match="valid|num_classes"):
+        build_paper_unet(3, **{"num_classes": 2, **bad})
 
 
 class _Config:
@@ -244,15 +247,10 @@ def test_trainer_networks(name: str, module: str | None, count: int) -> None:
     paths = recalibration_paths(net)
     assert len(paths) == count
     assert [p.split(".")[:3] for p in paths] == [["encoder", "stages", str(s)] for s in range(count)]
-    plain = _paper_unet_params(3, 2)
-    if module is not None:
-        added = sum(parameter_count(module, c, 2, cls.flavour, feature_size=(224 // 2**s,) * 2)
-                    for s, c in enumerate((32, 64, 128)))
-        if cls.skip_connections:
-            assert sum(p.numel() for p in net.parameters()) == plain + added
-        else:  # no-skip decoder: its first conv per level reads w instead of 2w channels
-            narrowed = sum(w * w * 9 for w in (32, 64, 128))
-            assert sum(p.numel() for p in net.parameters()) == plain + added - narrowed
+    plain = _paper_unet_params(3, skips=cls.skip_connections)
+    added = 0 if module is None else sum(parameter_count(module, c, 2, cls.flavour, feature_size=(224 // 2**s,) * 2)
+                                         for s, c in enumerate((32, 64, 128)))
+    assert sum(p.numel() for p in net.parameters()) == plain + added
     net.eval()
     with torch.no_grad():
         assert net(torch.rand(2, 3, 64, 64)).shape == (2, 2, 64, 64)
@@ -322,8 +320,8 @@ def test_paper_training_protocol(paper_run: PaperRun) -> None:
     split = json.loads((fold_dir / ES_SPLIT_FILE).read_text())
     fold = json.loads((base / "splits_final.json").read_text())[0]
     assert sorted(split["fit"] + split["early_stopping"]) == sorted(fold["train"])
-    assert len(split["early_stopping"]) == 1 and not set(split["early_stopping"]) & set(fold["val"])
-    assert split["test"] == sorted(fold["val"]) and split["seed"] == 0 and split["stratified"] is False
+    assert split["early_stopping"] == sorted(fold["train"])[-1:]  # authors' rule: the last 10 %, at least one
+    assert split["test"] == sorted(fold["val"]) and split["rule"] == "authors" and split["stratified"] is False
 
 
 @pytest.mark.slow

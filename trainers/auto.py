@@ -2,7 +2,8 @@
 injected after every encoder stage but the bottleneck; everything else is the stock ``nnUNetTrainer``.
 
 One class per variant; ``*_original`` use the official-paper semantics where they differ from the paper group's
-reference (``recalibration_reference.md`` §8; sSE differs only in its initialisation). Mono has one definition.
+reference (``recalibration_reference.md`` §8; sSE differs only in its initialisation). Mono has one definition;
+its trainer min-maxes per image (``minmax="sample"``), as the paper trainers do (``docs/trainers.md``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ class nnUNetTrainerFCA_original(RecalibrationTrainer):
 
 
 class nnUNetTrainerMono(RecalibrationTrainer):
+    """Mono with per-image min-max: a case's prediction does not depend on the other cases in its batch."""
+
     recalibration = "mono"
+    recalibration_options = {"minmax": "sample"}
 
 
 AUTO_TRAINERS: tuple[type[RecalibrationTrainer], ...] = (

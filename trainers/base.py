@@ -118,11 +118,14 @@ class RecalibrationTrainer(nnUNetTrainer):
         network = cls.build_backbone(
             plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
         )
-        if cls.recalibration is not None:
-            inject_recalibration(
-                network, cls.recalibration, cls.flavour, patch_size=configuration_manager.patch_size,
-                **cls.recalibration_options,
-            )
+        cls.inject_modules(network, configuration_manager.patch_size)
         if not cls.skip_connections:
             remove_skip_connections(network)
         return network
+
+    @classmethod
+    def inject_modules(cls, network: nn.Module, patch_size: Any) -> None:
+        """Insert ``recalibration`` (if any) into ``network``, sized for ``patch_size``; in place."""
+        if cls.recalibration is not None:
+            inject_recalibration(network, cls.recalibration, cls.flavour, patch_size=patch_size,
+                                 **cls.recalibration_options)

@@ -1,25 +1,24 @@
-"""The paper's fixed-configuration trainers: one small 2D U-Net, one protocol, one class per recalibration variant.
+"""The paper's fixed-configuration trainers: the authors' U-Net and protocol, one class per recalibration variant.
 
-Protocol (Martins, Coimbra, Renna; ``docs/trainers.md``): PlainConvUNet with 4 stages of 32/64/128/256 features,
-two 3x3 convs per stage, ReLU, no deep supervision; batch 16, patch 224x224, flips only, no foreground
-oversampling; Adam lr 1e-4 without weight decay, ReduceLROnPlateau x0.5 / patience 5 on the early-stopping (ES)
-loss; 400 true epochs; the checkpoint with the lowest ES loss is kept and used for the final validation.
-The planned nnU-Net network is ignored; the plans still provide preprocessing, labels and the fold split.
+Model and protocol of the authors' code (miguelmartins/multifractal-recalibration; ``docs/trainers.md``): their
+U-Net (:mod:`nnunet_se.trainers.paper_network`: 32/64/128/256, two 3x3 convs per stage, ReLU, max-pool, bilinear
+upsampling, Keras initialisation, no deep supervision); 0.5 BCE + 0.5 per-image soft Dice
+(:mod:`nnunet_se.trainers.paper_loss`); batch 16, patch 224x224, flips only, no foreground oversampling; Adam at a
+constant 1e-4 without weight decay; 400 true epochs; the weights with the lowest dev (early-stopping, ES) loss are
+kept and used for the final validation; the dev set follows the authors' rule. The planned nnU-Net network is
+ignored; the plans still provide preprocessing, labels and the fold split.
 """
 
 from __future__ import annotations
 
 import math
-from time import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
-from batchgenerators.utilities.file_and_folder_operations import isfile, join, save_json
-from dynamic_network_architectures.architectures.unet import PlainConvUNet
-from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
+from batchgenerators.utilities.file_and_folder_operations import join, save_json
 from nnunetv2.paths import nnUNet_raw
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
@@ -27,8 +26,8 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import autocast, nn
-from torch._dynamo import OptimizedModule
 
+from nnunet_se.conversion.splits import authors_dev_split
 from nnunet_se.trainers.base import RecalibrationTrainer
 from nnunet_se.trainers.early_stopping import (
     EarlyStopping,
@@ -37,61 +36,21 @@ from nnunet_se.trainers.early_stopping import (
     split_early_stopping,
 )
 from nnunet_se.trainers.paper_augmentation import flips_only_transforms
+from nnunet_se.trainers.paper_loss import PaperLoss
+from nnunet_se.trainers.paper_network import build_paper_unet
+from nnunet_se.trainers.paper_selection import BestEarlyStoppingCheckpoint
 from nnunet_se.trainers.plateau import LRSchedule, build_plateau_scheduler
 
-CHECKPOINT_KEY = "nnunet_se_paper"
 _CUDA = torch.device("cuda")  # nnU-Net's default device
 ES_SPLIT_FILE = "early_stopping_split.json"
-_NORM_OPS: dict[str | None, tuple[type[nn.Module] | None, dict[str, Any] | None]] = {
-    None: (None, None),
-    "batch": (nn.BatchNorm2d, {"eps": 1e-5, "affine": True}),
-    "instance": (nn.InstanceNorm2d, {"eps": 1e-5, "affine": True}),
-}
+ESRule = Literal["authors", "seeded"]
 
 
-class _StopTraining(Exception):
-    """Raised at the end of an epoch when the early-stopping patience is used up."""
-
-
-def build_paper_unet(
-    input_channels: int,
-    num_classes: int,
-    features_per_stage: tuple[int, ...] = (32, 64, 128, 256),
-    conv_norm: str | None = None,
-    downsampling: str = "max",
-    deep_supervision: bool = False,
-) -> PlainConvUNet:
-    """The paper's 2D U-Net: per stage two 3x3 conv [+ norm] + ReLU; 2x downsampling between stages.
-
-    ``conv_norm``: None (authors), "batch" or "instance". ``downsampling``: "max" (2x2 max-pool, authors) or
-    "conv" (strided first conv, nnU-Net habit). Input (N, input_channels, H, W) with H, W divisible by
-    ``2 ** (len(features_per_stage) - 1)``; output logits (N, num_classes, H, W).
-    """
-    if conv_norm not in _NORM_OPS:
-        raise ValueError(f"unknown conv_norm {conv_norm!r}; valid: {sorted(_NORM_OPS, key=str)}")
-    if downsampling not in ("max", "conv"):
-        raise ValueError(f"unknown downsampling {downsampling!r}; valid: 'max', 'conv'")
-    norm_op, norm_kwargs = _NORM_OPS[conv_norm]
-    n = len(features_per_stage)
-    common = dict(
-        features_per_stage=list(features_per_stage), conv_op=nn.Conv2d, kernel_sizes=[[3, 3]] * n,
-        strides=[[1, 1]] + [[2, 2]] * (n - 1), n_conv_per_stage=[2] * n, conv_bias=True, norm_op=norm_op,
-        norm_op_kwargs=norm_kwargs, dropout_op=None, dropout_op_kwargs=None, nonlin=nn.ReLU,
-        nonlin_kwargs={"inplace": True},
-    )
-    net = PlainConvUNet(input_channels=input_channels, n_stages=n, num_classes=num_classes,
-                        n_conv_per_stage_decoder=[2] * (n - 1), deep_supervision=deep_supervision, **common)
-    if downsampling == "max":  # PlainConvUNet does not expose the encoder's pool option: same encoder, max-pool
-        net.encoder = PlainConvEncoder(input_channels, n, return_skips=True, pool="max", **common)
-        net.decoder.encoder = net.encoder
-    return net
-
-
-class nnUNetTrainerPaper(RecalibrationTrainer):
+class nnUNetTrainerPaper(BestEarlyStoppingCheckpoint, RecalibrationTrainer):
     """Plain U-Net of the paper (no recalibration), trained with the paper's fixed protocol."""
 
     family: ClassVar[str] = "paper"
-    network_summary: ClassVar[str] = "paper U-Net: PlainConvUNet 32/64/128/256, ReLU, no norm, max-pool, no DS"
+    network_summary: ClassVar[str] = "authors' U-Net: 32/64/128/256, ReLU, no norm, max-pool, bilinear up, no DS"
     # network
     features_per_stage: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
     conv_norm: ClassVar[str | None] = None  # authors' U-Net: no normalisation in the convs ("batch", "instance")
@@ -101,11 +60,12 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
     paper_patch_size: ClassVar[tuple[int, int]] = (224, 224)
     paper_epochs: ClassVar[int] = 400
     learning_rate: ClassVar[float] = 1e-4
-    lr_schedule: ClassVar[LRSchedule] = "plateau"  # "constant": the authors' code (min_lr = initial lr)
+    lr_schedule: ClassVar[LRSchedule] = "constant"  # the authors' code (min_lr = initial lr); "plateau": paper text
     plateau_factor: ClassVar[float] = 0.5
     plateau_patience: ClassVar[int] = 5
     clip_gradients: ClassVar[bool] = False  # True: nnU-Net's clipping at gradient norm 12
     test_time_mirroring: ClassVar[bool] = False
+    early_stopping_rule: ClassVar[ESRule] = "authors"  # authors' dev set; "seeded": fraction/seed/groups below
     early_stopping_fraction: ClassVar[float] = 0.1
     early_stopping_patience: ClassVar[int | None] = None  # epochs without a better ES loss before stopping
     early_stopping_seed: ClassVar[int] = 12345  # + fold; NNUNET_SE_SEED replaces it when set
@@ -140,24 +100,52 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
         return [min(p, div * math.ceil(m / div)) for p, m in zip(cls.paper_patch_size, median, strict=True)]
 
     @classmethod
-    def build_backbone(cls, plans_manager: PlansManager, configuration_manager: Any, num_input_channels: int,
-                       num_output_channels: int, enable_deep_supervision: bool = True) -> nn.Module:
-        """The paper U-Net (the plans' architecture is ignored); the base class injects the modules."""
-        return build_paper_unet(num_input_channels, num_output_channels, cls.features_per_stage, cls.conv_norm,
-                                cls.downsampling, enable_deep_supervision)
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: Any,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        """The authors' U-Net (the plans' architecture is ignored; never deep supervision) with the modules.
+
+        Without skip connections (cSE-NS) it is built without them rather than having them removed afterwards.
+        """
+        network = build_paper_unet(num_input_channels, num_output_channels, cls.features_per_stage, cls.conv_norm,
+                                   cls.downsampling, cls.skip_connections)
+        cls.inject_modules(network, configuration_manager.patch_size)
+        return network
+
+    def _build_loss(self) -> nn.Module:
+        """The authors' 0.5 BCE + 0.5 per-image soft Dice (binary tasks only)."""
+        labels = self.label_manager
+        if labels.has_regions or labels.has_ignore_label or labels.num_segmentation_heads != 2:
+            raise ValueError(f"{self.__class__.__name__} trains binary segmentation (background + 1 label, no "
+                             f"regions or ignore label); this dataset has {labels.num_segmentation_heads} outputs")
+        return PaperLoss()
 
     # ---- data ----------------------------------------------------------------------------------------------------
     def _early_stopping_seed(self) -> int:
         base = self.seed if self.seed is not None else self.early_stopping_seed
         return base + (self.fold if isinstance(self.fold, int) else 0)
 
+    def split_fit_and_early_stopping(self, train_keys: list[str]) -> tuple[list[str], list[str], dict[str, Any]]:
+        """(fit, ES) cases of the fold's training cases by ``early_stopping_rule``, plus a record of the rule."""
+        raw_dir = join(nnUNet_raw.get(), self.plans_manager.dataset_name) if nnUNet_raw.is_set() else None
+        classes, groups = read_case_table_columns(raw_dir)
+        record: dict[str, Any] = {"rule": self.early_stopping_rule, "stratified": classes is not None}
+        if self.early_stopping_rule == "authors":
+            fit_keys, es_keys = authors_dev_split(train_keys, classes)
+            record["description"] = ("stratified 20 %, train_test_split(random_state=42)" if classes
+                                     else "last 10 % of the sorted training cases")
+        elif self.early_stopping_rule == "seeded":
+            seed = self._early_stopping_seed()
+            fit_keys, es_keys = split_early_stopping(train_keys, self.early_stopping_fraction, seed, classes, groups)
+            record.update(seed=seed, fraction=self.early_stopping_fraction, grouped=groups is not None)
+        else:
+            raise ValueError(f"unknown early_stopping_rule {self.early_stopping_rule!r}; valid: 'authors', 'seeded'")
+        return fit_keys, es_keys, record
+
     def get_tr_and_val_datasets(self):
         """(fit, early-stopping) datasets from the fold's training cases; sets the iterations per epoch."""
         tr_keys, test_keys = self.do_split()
-        raw_dir = join(nnUNet_raw.get(), self.plans_manager.dataset_name) if nnUNet_raw.is_set() else None
-        classes, groups = read_case_table_columns(raw_dir)
-        seed = self._early_stopping_seed()
-        fit_keys, es_keys = split_early_stopping(tr_keys, self.early_stopping_fraction, seed, classes, groups)
+        fit_keys, es_keys, record = self.split_fit_and_early_stopping(tr_keys)
         if not es_keys:
             raise ValueError(f"{self.__class__.__name__} needs at least 2 training cases in fold {self.fold}, "
                              f"got {len(fit_keys)}")
@@ -165,14 +153,11 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
         self.num_val_iterations_per_epoch = math.ceil(len(es_keys) / self.batch_size)
         self.apply_schedule_overrides()
         self.print_to_log_file(
-            f"Early-stopping split (seed {seed}, {'stratified by class' if classes else 'unstratified'}"
-            f"{', duplicate groups kept together' if groups else ''}): "
-            f"{len(fit_keys)} fit / {len(es_keys)} early-stopping cases; {len(test_keys)} held-out test cases. "
+            f"Early-stopping split {record}: {len(fit_keys)} fit / {len(es_keys)} early-stopping cases; "
+            f"{len(test_keys)} held-out test cases. "
             f"Iterations per epoch: {self.num_iterations_per_epoch} train, {self.num_val_iterations_per_epoch} ES.")
         if self.local_rank == 0:
-            save_json({"seed": seed, "fraction": self.early_stopping_fraction, "stratified": classes is not None,
-                       "grouped": groups is not None,
-                       "fit": fit_keys, "early_stopping": es_keys, "test": sorted(test_keys)},
+            save_json({**record, "fit": fit_keys, "early_stopping": es_keys, "test": sorted(test_keys)},
                       join(self.output_folder, ES_SPLIT_FILE), sort_keys=False)
         return self._dataset(fit_keys), self._dataset(es_keys)
 
@@ -257,93 +242,19 @@ class nnUNetTrainerPaper(RecalibrationTrainer):
             self.optimizer.step()
         return {"loss": loss.detach().cpu().numpy()}
 
+    def validation_step(self, batch: dict) -> dict:
+        """nnU-Net's validation step, plus the number of cases in the batch (the last ES batch may be smaller)."""
+        cases = int(batch["data"].shape[0])
+        return {**super().validation_step(batch), "cases": cases}
+
     def on_validation_epoch_end(self, val_outputs: list[dict]):
+        """ES loss = case-weighted mean of the batch losses (Keras' ``val_loss``), then nnU-Net's epoch end."""
+        weights = [o.pop("cases") for o in val_outputs]
+        es_loss = float(np.average([float(o["loss"]) for o in val_outputs], weights=weights))
+        for o in val_outputs:  # nnU-Net logs the plain mean of the batch losses: make each one the weighted mean
+            o["loss"] = np.float32(es_loss)
         super().on_validation_epoch_end(val_outputs)
         self.lr_scheduler.step(float(self.logger.get_value("val_losses", step=-1)))
-
-    # ---- checkpoint selection, early stopping ------------------------------------------------------------------------
-    def _plain_network(self) -> nn.Module:
-        net = self.network.module if self.is_ddp else self.network
-        return net._orig_mod if isinstance(net, OptimizedModule) else net
-
-    def on_epoch_end(self):
-        """nnU-Net's epoch end with the best checkpoint chosen on the ES loss (not the EMA pseudo Dice)."""
-        epoch = self.current_epoch
-        self.logger.log("epoch_end_timestamps", time(), epoch)
-        es_loss = float(self.logger.get_value("val_losses", step=-1))
-        self.print_to_log_file("train_loss", np.round(self.logger.get_value("train_losses", step=-1), decimals=4))
-        self.print_to_log_file("early_stopping_loss", np.round(es_loss, decimals=4))
-        self.print_to_log_file("Pseudo dice (ES set)", [np.round(i, decimals=4) for i in
-                                                        self.logger.get_value("dice_per_class_or_region", step=-1)])
-        self.print_to_log_file("Epoch time: %.2f s" % (self.logger.get_value("epoch_end_timestamps", step=-1)
-                                                       - self.logger.get_value("epoch_start_timestamps", step=-1)))
-        ema = self.logger.get_value("ema_fg_dice", step=-1)
-        self._best_ema = ema if self._best_ema is None else max(self._best_ema, ema)
-        if self.early_stopping.update(es_loss, epoch):
-            self._best_weights = {k: v.detach().clone() for k, v in self._plain_network().state_dict().items()}
-            self.print_to_log_file(f"New best early-stopping loss: {es_loss:.4f}")
-            self.save_checkpoint(join(self.output_folder, "checkpoint_best.pth"))
-        if (epoch + 1) % self.save_every == 0 and epoch != self.num_epochs - 1:
-            self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
-        if self.local_rank == 0:
-            self.logger.plot_progress_png(self.output_folder)
-        self.current_epoch += 1
-        if self.early_stopping.should_stop and self.current_epoch < self.num_epochs:
-            es = self.early_stopping
-            self.print_to_log_file(f"Early stop: no better ES loss for {es.stale_epochs} epochs "
-                                   f"(best {es.best_loss:.4f} at epoch {es.best_epoch})")
-            raise _StopTraining
-
-    def run_training(self):
-        if self.early_stopping.should_stop:  # resumed (--c) from a run that had already stopped early
-            self.num_epochs = self.current_epoch
-        try:
-            super().run_training()
-        except _StopTraining:
-            self.on_train_end()
-
-    def on_train_end(self):
-        """Load the best-ES-loss weights, so checkpoint_final.pth and the final validation use them."""
-        weights = self._best_weights
-        best_file = join(self.output_folder, "checkpoint_best.pth")
-        if weights is None and isfile(best_file):  # resumed: the best weights are only on disk
-            weights = torch.load(best_file, map_location=self.device, weights_only=False)["network_weights"]
-        if weights is not None:
-            self._plain_network().load_state_dict(weights)
-            self.print_to_log_file(f"Restored the weights of epoch {self.early_stopping.best_epoch} "
-                                   f"(best early-stopping loss {self.early_stopping.best_loss:.4f})")
-        super().on_train_end()
-
-    def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint plus the plateau scheduler and early-stopping state (exact ``--c`` resume)."""
-        if self.local_rank != 0:
-            return
-        if self.disable_checkpointing:
-            self.print_to_log_file("No checkpoint written, checkpointing is disabled")
-            return
-        torch.save({
-            "network_weights": self._plain_network().state_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
-            "grad_scaler_state": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
-            "logging": self.logger.get_checkpoint(),
-            "_best_ema": self._best_ema,
-            "current_epoch": self.current_epoch + 1,
-            "init_args": self.my_init_kwargs,
-            "trainer_name": self.__class__.__name__,
-            "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
-            CHECKPOINT_KEY: {"lr_scheduler": self.lr_scheduler.state_dict(),
-                             "early_stopping": self.early_stopping.state_dict()},
-        }, filename)
-
-    def load_checkpoint(self, filename_or_checkpoint: str) -> None:
-        """nnU-Net's load (a path: nnU-Net 2.8.1 cannot load a dict), then the plateau and early-stopping state."""
-        super().load_checkpoint(filename_or_checkpoint)
-        state = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False).get(CHECKPOINT_KEY)
-        if state is None:
-            self.print_to_log_file("WARNING: checkpoint has no plateau/early-stopping state; they start afresh")
-            return
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.early_stopping.load_state_dict(state["early_stopping"])
 
 
 class nnUNetTrainerPaperCSE(nnUNetTrainerPaper):
@@ -377,9 +288,10 @@ class nnUNetTrainerPaperFCA(nnUNetTrainerPaper):
 
 
 class nnUNetTrainerPaperMono(nnUNetTrainerPaper):
-    """Paper U-Net + Mono (singularity-strength recalibration)."""
+    """Paper U-Net + Mono (singularity-strength recalibration), min-max per image (docs/trainers.md)."""
 
     recalibration = "mono"
+    recalibration_options = {"minmax": "sample"}
 
 
 class nnUNetTrainerPaperCSENoSkip(nnUNetTrainerPaperCSE):
