@@ -230,3 +230,39 @@ def test_torch_compile_matches_eager(name: str, backend: str) -> None:
     (g_compiled,) = torch.autograd.grad(y_compiled.sum(), x)
     (g_eager,) = torch.autograd.grad(y_eager.sum(), x)
     assert torch.allclose(g_compiled, g_eager, atol=1e-5)
+
+
+def _gates(module: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The module's gate outputs (children ``gate`` / ``spatial_gate``) for input ``x``, as float32."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = [
+        getattr(module, child).register_forward_hook(lambda m, i, o, child=child: seen.__setitem__(child, o))
+        for child in ("gate", "spatial_gate")
+        if hasattr(module, child)
+    ]
+    with torch.no_grad():
+        module(x)
+    for handle in handles:
+        handle.remove()
+    return {k: v.float() for k, v in seen.items()}
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name, flavour", list(itertools.product(NAMES, FLAVOURS)))
+def test_large_activations_under_autocast(name: str, flavour: str, dtype: torch.dtype, train: bool) -> None:
+    """Issue 10: squeezes run in float32 under autocast. At 224x224 with mean activation 100 an fp16 sum of
+    the paper FCA (0, 0) filter (about 2e4 x mean) overflows; gates must stay finite and within 1e-2 of the
+    float32 gates computed from the same (rounded) input."""
+    import copy
+
+    module = make(name, 16, 2, flavour, feature_size=(224, 224)).train(train)
+    randomise(module)
+    x = (100 + 10 * torch.randn(2, 16, 224, 224, generator=torch.Generator().manual_seed(0))).to(dtype)
+    reference = _gates(copy.deepcopy(module), x.float())
+    with torch.autocast("cpu", dtype=dtype):
+        low = _gates(copy.deepcopy(module), x)
+    assert set(low) == set(reference)
+    for child, gate in low.items():
+        assert torch.isfinite(gate).all(), child
+        assert torch.allclose(gate, reference[child], atol=1e-2), (child, (gate - reference[child]).abs().max())

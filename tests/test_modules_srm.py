@@ -75,3 +75,36 @@ class TestSRM:
         """P-SRM-2: the unbiased variance of one value is undefined; SRM uses 0 there."""
         module = create_recalibration("srm", 3, 2, "original")
         assert torch.isfinite(module(torch.randn(2, 3, 1, 1))).all()
+
+    @pytest.mark.parametrize(
+        "flavour, running_var, running_mean",
+        [  # hand-computed; z = per-(sample, channel) mean because cfc = [1, 0]
+            # paper (Keras non-fused BN, momentum 0.99 -> 0.01), biased batch variance:
+            #   step 1: z[:, 0] = (1, 3) -> var 1, z[:, 1] = (2, 6) -> var 4: rv = (0.99 + 0.01, 0.99 + 0.04)
+            #   step 2: z[:, 0] = (0, 0, 0) -> var 0, z[:, 1] = (0, 2, 4) -> var 8/3
+            ("paper", (0.99 * 1.0, 0.99 * 1.03 + 0.01 * 8 / 3), (0.99 * 0.02, 0.99 * 0.04 + 0.01 * 2)),
+            # original (PyTorch BatchNorm1d, momentum 0.1), unbiased: step 1 var (2, 8), step 2 var (0, 4)
+            ("original", (0.9 * 1.1, 0.9 * 1.7 + 0.1 * 4), (0.9 * 0.2, 0.9 * 0.4 + 0.1 * 2)),
+        ],
+    )
+    def test_running_variance_update(self, flavour: str, running_var: tuple, running_mean: tuple) -> None:
+        """Issue 11: the paper flavour's running variance tracks the biased batch variance (Keras), the
+        original flavour PyTorch's unbiased one; eval mode then normalises with these statistics."""
+        module = create_recalibration("srm", 2, 2, flavour).train()
+        with torch.no_grad():
+            module.cfc.copy_(torch.tensor([[1.0, 0.0]]).expand_as(module.cfc))
+        for z in ([[1.0, 2.0], [3.0, 6.0]], [[0.0, 0.0], [0.0, 2.0], [0.0, 4.0]]):
+            module(torch.tensor(z)[:, :, None, None].expand(-1, -1, 3, 3))
+        assert torch.allclose(module.bn.running_var, torch.tensor(running_var), atol=1e-6)
+        assert torch.allclose(module.bn.running_mean, torch.tensor(running_mean), atol=1e-6)
+        assert int(module.bn.num_batches_tracked) == 2
+        module.eval()
+        x = torch.tensor([[5.0, -1.0]])[:, :, None, None].expand(-1, -1, 3, 3)
+        logits = (torch.tensor([5.0, -1.0]) - torch.tensor(running_mean)) / torch.sqrt(
+            torch.tensor(running_var) + module.bn.eps
+        )
+        assert torch.allclose(module(x), torch.sigmoid(logits)[None, :, None, None] * x, atol=1e-6)
+
+    def test_bad_running_var_option(self) -> None:
+        with pytest.raises(ValueError, match="bn_running_var must be one of biased, unbiased"):
+            create_recalibration("srm", 2, 2, "paper", bn_running_var="keras")

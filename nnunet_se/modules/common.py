@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FLAVOURS = ("paper", "original")
@@ -21,6 +22,11 @@ def excitation_parameter_count(channels: int, reduction: int, bias: bool) -> int
     """Trainable parameters of ``Linear(C, h) -> ReLU -> Linear(h, C)``: ``2·C·h (+ h + C with bias)``."""
     h = hidden_width(channels, reduction)
     return 2 * channels * h + ((h + channels) if bias else 0)
+
+
+def squeeze_dtype(x: torch.Tensor) -> torch.dtype:
+    """Precision of every squeeze (global reductions) and excitation: float32, or float64 for float64 input."""
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 def glorot_(module: nn.Module) -> None:
@@ -62,14 +68,31 @@ def check_spatial_dims(name: str, spatial_dims: int) -> None:
         raise ValueError(f"{name}: spatial_dims must be 2 or 3, got {spatial_dims!r}")
 
 
-def batch_norm_any_batch(bn: nn.modules.batchnorm._BatchNorm, z: torch.Tensor) -> torch.Tensor:
-    """``bn(z)``, except in train mode with one value per channel (e.g. batch 1 on an ``(N, C)`` vector),
-    where PyTorch raises: there the normalised value ``(z - mean)/std`` is exactly 0, so the output is
-    ``beta`` (what Keras computes) and the running statistics are left unchanged."""
-    if bn.training and z.numel() // z.shape[1] == 1:
+def batch_norm_any_batch(
+    bn: nn.modules.batchnorm._BatchNorm, z: torch.Tensor, biased_running_var: bool = False
+) -> torch.Tensor:
+    """``bn(z)``, except
+
+    * in train mode with one value per channel (e.g. batch 1 on an ``(N, C)`` vector), where PyTorch raises:
+      there the normalised value ``(z - mean)/std`` is exactly 0, so the output is ``beta`` (what Keras
+      computes) and the running statistics are left unchanged;
+    * with ``biased_running_var`` (Keras's non-fused ``BatchNormalization``): the running variance tracks the
+      biased (population) batch variance instead of PyTorch's unbiased one. The output is the same.
+    """
+    if not bn.training:
+        return bn(z)
+    if z.numel() // z.shape[1] == 1:
         beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
         return (z * 0 + beta.view((1, -1) + (1,) * (z.dim() - 2))).to(z.dtype)
-    return bn(z)
+    if not biased_running_var:
+        return bn(z)
+    with torch.no_grad():
+        var, mean = torch.var_mean(z, dim=(0, *range(2, z.dim())), correction=0)
+        bn.num_batches_tracked += 1
+        weight = bn.momentum if bn.momentum is not None else 1.0 / bn.num_batches_tracked  # cumulative average
+        bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), weight)
+        bn.running_var.lerp_(var.to(bn.running_var.dtype), weight)
+    return F.batch_norm(z, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
 
 
 class ChannelExcitation(nn.Module):
@@ -86,13 +109,14 @@ class ChannelExcitation(nn.Module):
             glorot_(self.fc2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(z)))
+        return self.fc2(self.act(self.fc1(z.to(self.fc1.weight.dtype))))
 
 
 class ChannelGate(nn.Module):
     """Base of every channel-gating module: subclasses implement ``excite(x) -> (N, C)`` logits; the
     forward applies the child ``gate`` (``nn.Sigmoid``) on shape ``(N, C, 1, ...)`` and returns ``x * gate``
-    in the dtype of ``x``."""
+    in the dtype of ``x``. ``excite`` and the gate run with autocast disabled: subclasses squeeze in
+    ``squeeze_dtype(x)`` (float32 under fp16/bf16 autocast), so large activations cannot overflow."""
 
     name: ClassVar[str]
     defaults: ClassVar[Mapping[str, Mapping[str, Any]]]
@@ -110,9 +134,10 @@ class ChannelGate(nn.Module):
         raise NotImplementedError
 
     def channel_gate(self, x: torch.Tensor) -> torch.Tensor:
-        """Excitations ``(N, C, 1, ...)`` in (0, 1)."""
-        logits = self.excite(x)
-        return self.gate(logits.reshape(gate_shape(x.shape[0], self.channels, self.spatial_dims)))
+        """Excitations ``(N, C, 1, ...)`` in (0, 1), in ``squeeze_dtype(x)``."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logits = self.excite(x)
+            return self.gate(logits.reshape(gate_shape(x.shape[0], self.channels, self.spatial_dims)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.channel_gate(x).to(x.dtype)
@@ -122,8 +147,8 @@ class ChannelGate(nn.Module):
 
 
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:
-    """Global average pool ``(N, C, *S) -> (N, C)``."""
-    return x.flatten(2).mean(-1)
+    """Global average pool ``(N, C, *S) -> (N, C)``, accumulated and returned in ``squeeze_dtype(x)``."""
+    return x.flatten(2).mean(-1, dtype=squeeze_dtype(x))
 
 
 __all__ = [
@@ -137,4 +162,5 @@ __all__ = [
     "hidden_width",
     "resolve_options",
     "spatial_mean",
+    "squeeze_dtype",
 ]

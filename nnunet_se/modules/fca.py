@@ -11,7 +11,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nnunet_se.modules.common import ChannelExcitation, ChannelGate, excitation_parameter_count, resolve_options
+from nnunet_se.modules.common import (
+    ChannelExcitation,
+    ChannelGate,
+    excitation_parameter_count,
+    resolve_options,
+    squeeze_dtype,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +105,9 @@ class FCA(ChannelGate):
         self.excitation = ChannelExcitation(channels, opts["reduction"], opts["bias"], opts["init"])
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """Frequency pooling ``(N, C, *S) -> (N, C)``."""
+        """Frequency pooling ``(N, C, *S) -> (N, C)`` in ``squeeze_dtype(x)`` (at 224x224 the paper basis's
+        (0, 0) filter sums to about 2e4: an fp16 sum overflows for mean activations above about 3)."""
+        x = x.to(squeeze_dtype(x))
         if tuple(x.shape[2:]) != self.dct_size:
             pool = F.adaptive_avg_pool2d if self.spatial_dims == 2 else F.adaptive_avg_pool3d
             x = pool(x, self.dct_size)

@@ -10,7 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnunet_se.modules.common import ChannelExcitation, ChannelGate, excitation_parameter_count, resolve_options
+from nnunet_se.modules.common import (
+    ChannelExcitation,
+    ChannelGate,
+    excitation_parameter_count,
+    resolve_options,
+    squeeze_dtype,
+)
 
 EPS = 1e-7  # keras.backend.epsilon(), added to every measure before the log
 MINMAX_LOW, MINMAX_HIGH = 1.0, 256.0
@@ -119,7 +125,7 @@ def singularity_exponents(
     input (``minmax=None`` skips the rescaling: the "raw" alpha of the reference's step 2-3)."""
     radii = check_radii(radii)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        u = x.to(torch.promote_types(x.dtype, torch.float32))
+        u = x.to(squeeze_dtype(x))
         if minmax is not None:
             u = minmax_scale(u, minmax)
         terms = weighted_radii(radii)
@@ -214,22 +220,22 @@ class Mono(ChannelGate):
 
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
         """``mean_space(BatchNorm(alpha))``, ``(N, C, *S) -> (N, C)``, from the per-sample moments of alpha
-        (equal to running ``self.bn`` on the alpha map and averaging, without materialising either)."""
+        (equal to running ``self.bn`` on the alpha map and averaging, without materialising either); called
+        by ``channel_gate`` with autocast disabled."""
         bn = self.bn
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            m1, m2 = AlphaMoments.apply(x.to(torch.promote_types(x.dtype, torch.float32)), self.radii, self.minmax)
-            if bn.training:
-                mean = m1.mean(0)
-                var = (m2.mean(0) - mean * mean).clamp_min(0)
-                count = m1.shape[0] * math.prod(x.shape[2:])
-                with torch.no_grad():
-                    bn.num_batches_tracked += 1
-                    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), bn.momentum)
-                    if count > 1:
-                        bn.running_var.lerp_((var * count / (count - 1)).to(bn.running_var.dtype), bn.momentum)
-            else:
-                mean, var = bn.running_mean, bn.running_var
-            return (m1 - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
+        m1, m2 = AlphaMoments.apply(x.to(squeeze_dtype(x)), self.radii, self.minmax)
+        if bn.training:
+            mean = m1.mean(0)
+            var = (m2.mean(0) - mean * mean).clamp_min(0)
+            count = m1.shape[0] * math.prod(x.shape[2:])
+            with torch.no_grad():
+                bn.num_batches_tracked += 1
+                bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), bn.momentum)
+                if count > 1:
+                    bn.running_var.lerp_((var * count / (count - 1)).to(bn.running_var.dtype), bn.momentum)
+        else:
+            mean, var = bn.running_mean, bn.running_var
+        return (m1 - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
 
     @classmethod
     def parameter_count(cls, channels: int, spatial_dims: int = 2, flavour: str = "paper", **options: Any) -> int:
