@@ -1,8 +1,12 @@
-"""Forward hooks on every recalibration module's channel ``gate``: one excitation vector per case and depth.
+"""Forward hooks on every recalibration module's gate: one excitation vector per case and depth.
 
-A gate's output has shape ``(N, C, 1, ...)``; each of its N rows is one tile (nnU-Net's sliding window predicts one
-tile per call). The recorder sums the tile vectors of the current case and returns their mean when the case ends,
-so memory holds only the vectors (``C`` floats per depth and case), never feature maps.
+The hooked child is the module's channel ``gate`` (output ``(N, C, 1, ...)``: cSE, SRM, FCA, Mono, and scSE's
+channel branch) or, for a module with only a spatial gate (sSE), its ``spatial_gate`` (output ``(N, 1, *S)``).
+Every gate output is summarised per channel by its mean over the spatial dims: a channel gate's singleton dims
+change nothing, an sSE gate becomes one value per tile (its mean spatial excitation). Each of the N rows is one tile
+(nnU-Net's sliding window predicts one tile per call); the recorder sums the tile vectors of the current case and
+returns their mean when the case ends, so memory holds only the vectors (``C`` floats per depth and case), never
+feature maps.
 """
 
 from __future__ import annotations
@@ -13,9 +17,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnunet_se.errors import UserError
+
+GATE_CHILDREN = ("gate", "spatial_gate")  # preference order: the channel gate when a module has both (scSE)
+
+
+def gate_child(network: nn.Module, path: str) -> str:
+    """Name of the child of module ``path`` whose output is recorded (see the module docstring)."""
+    module = network.get_submodule(path)
+    for name in GATE_CHILDREN:
+        if isinstance(getattr(module, name, None), nn.Module):
+            return name
+    raise UserError(f"{path}: {type(module).__name__} has neither a channel `gate` nor a `spatial_gate` to record")
+
 
 class GateRecorder:
-    """Context manager: hooks ``<path>.gate`` for each module path (depth l = index + 1, shallowest first).
+    """Context manager: hooks ``<path>.<gate child>`` for each module path (depth l = index + 1, shallowest first);
+    ``gate_names[l - 1]`` is the hooked child (:data:`GATE_CHILDREN`).
 
     Use ``start_case()`` before a case's forward passes and ``finish_case()`` after them.
     """
@@ -23,7 +41,8 @@ class GateRecorder:
     def __init__(self, network: nn.Module, module_paths: Sequence[str]):
         if not module_paths:
             raise ValueError("the network has no recalibration modules to record")
-        self.gates = [network.get_submodule(f"{p}.gate") for p in module_paths]
+        self.gate_names = [gate_child(network, p) for p in module_paths]
+        self.gates = [network.get_submodule(f"{p}.{n}") for p, n in zip(module_paths, self.gate_names, strict=True)]
         self.channels: dict[int, int | None] = {d: None for d in range(1, len(self.gates) + 1)}
         self._sums: dict[int, torch.Tensor | None] = {}
         self._tiles: dict[int, int] = {}

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +42,14 @@ class ExcitationSet:
         return str(self.meta.get("dataset", ""))
 
     @property
+    def plans(self) -> str:
+        return str(self.meta.get("plans") or "")
+
+    @property
+    def configuration(self) -> str:
+        return str(self.meta.get("configuration") or "")
+
+    @property
     def fold(self) -> str:
         fold = self.meta.get("fold", "")
         return "" if fold is None else str(fold)
@@ -60,15 +67,16 @@ def load_excitations(path: str | Path) -> ExcitationSet:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = "empty file" if path.stat().st_size == 0 else f"{type(exc).__name__}: {exc}"
+        raise UserError(f"{path}: not a readable .npz file ({reason})") from exc
     depths: dict[int, np.ndarray] = {}
     for key, value in arrays.items():
         match = DEPTH_KEY.match(key)
         if match is None:
             continue
-        if value.ndim != 2 or not np.issubdtype(value.dtype, np.floating):
-            raise UserError(f"{path}: array {key} must be a float array of shape (cases, channels), got "
+        if value.ndim != 2 or not np.issubdtype(value.dtype, np.floating) or 0 in value.shape:
+            raise UserError(f"{path}: array {key} must be a non-empty float array of shape (cases, channels), got "
                             f"{value.dtype} {value.shape}")
         if not np.all(np.isfinite(value)):
             raise UserError(f"{path}: array {key} contains NaN or infinite values")
@@ -81,6 +89,8 @@ def load_excitations(path: str | Path) -> ExcitationSet:
     if len(n_cases) != 1:
         raise UserError(f"{path}: depth arrays disagree on the number of cases: {sorted(n_cases)}")
     n = n_cases.pop()
+    if "case_ids" in arrays and arrays["case_ids"].ndim != 1:
+        raise UserError(f"{path}: case_ids must be a 1-d array, got shape {arrays['case_ids'].shape}")
     case_ids = [str(c) for c in arrays["case_ids"]] if "case_ids" in arrays else [str(i) for i in range(n)]
     if len(case_ids) != n:
         raise UserError(f"{path}: case_ids has {len(case_ids)} entries but the depth arrays have {n} rows")
@@ -94,14 +104,26 @@ def _read_sidecar(path: Path, depths: dict[int, np.ndarray]) -> dict:
         return {}
     try:
         meta = json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{side}: invalid JSON ({exc})") from exc
     if not isinstance(meta, dict):
-        raise UserError(f"{side}: expected a JSON object")
+        raise UserError(f"{side}: expected a JSON object, got {type(meta).__name__}")
+    for key in ("dataset", "trainer", "plans", "configuration"):
+        if not isinstance(meta.get(key, ""), str | type(None)):
+            raise UserError(f"{side}: '{key}' must be a string, got {meta[key]!r}")
+    fold = meta.get("fold")
+    if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int | str)):
+        raise UserError(f"{side}: 'fold' must be an integer, got {fold!r}")
     channels = meta.get("channels") or {}
+    if not isinstance(channels, dict):
+        raise UserError(f"{side}: 'channels' must be an object {{depth: C}}, got {channels!r}")
     for depth, array in depths.items():
         declared = channels.get(str(depth))
-        if declared is not None and int(declared) != array.shape[1]:
+        if declared is None:
+            continue
+        if isinstance(declared, bool) or not isinstance(declared, int):
+            raise UserError(f"{side}: channels[{depth}] must be an integer, got {declared!r}")
+        if declared != array.shape[1]:
             raise UserError(f"{side}: channels[{depth}] = {declared} but {path.name} has {array.shape[1]} channels")
     return meta
 
@@ -116,28 +138,12 @@ def save_excitations(path: Path, depths: dict[int, np.ndarray], case_ids: Sequen
     sidecar_path(path).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
+def input_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """The excitation files and their sidecars: what an output folder must never contain."""
+    return [q for p in paths for q in (Path(p), sidecar_path(Path(p)))]
+
+
 def load_many(paths: Sequence[str | Path]) -> list[ExcitationSet]:
     if not paths:
         raise UserError("no excitation files given")
     return [load_excitations(p) for p in paths]
-
-
-@contextmanager
-def staged_output(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; on success move its files into ``out`` (created if needed).
-
-    Nothing lands in ``out`` when the body raises, so a failed command leaves no partial output.
-    """
-    import shutil
-    import tempfile
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        out.mkdir(exist_ok=True)
-        for item in sorted(tmp.iterdir()):
-            item.replace(out / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

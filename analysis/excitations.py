@@ -47,29 +47,39 @@ def load_predictor(model_dir: Path, fold: int, checkpoint: str, device: torch.de
     return predictor
 
 
+def preprocessed_root() -> Path:
+    """``nnUNet_preprocessed`` as a path; a one-line error when it is not set."""
+    from nnunetv2.paths import nnUNet_preprocessed
+
+    if not nnUNet_preprocessed:
+        raise UserError("nnUNet_preprocessed is not set (needed for --cases val|train|all; or give --cases FOLDER)")
+    return Path(str(nnUNet_preprocessed))
+
+
 def _split_cases(preprocessed: Path, fold: int, which: str) -> list[str]:
     import json
 
     splits_file = preprocessed / "splits_final.json"
     if not splits_file.is_file():
         raise UserError(f"{splits_file}: not found (needed for --cases {which}; train the fold first)")
-    splits = json.loads(splits_file.read_text())
-    if fold >= len(splits):
-        raise UserError(f"{splits_file}: has {len(splits)} folds, fold {fold} requested")
+    try:
+        splits = json.loads(splits_file.read_text())
+        if fold >= len(splits):
+            raise UserError(f"{splits_file}: has {len(splits)} folds, fold {fold} requested")
+        train, val = list(splits[fold]["train"]), list(splits[fold]["val"])
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError) as exc:
+        raise UserError(f"{splits_file}: not a list of {{'train': [...], 'val': [...]}} folds ({exc})") from exc
     if which == "all":
-        return sorted(set(splits[fold]["train"]) | set(splits[fold]["val"]))
-    return sorted(splits[fold][which])
+        return sorted(set(train) | set(val))
+    return sorted(train if which == "train" else val)
 
 
 def iter_cases(predictor, dataset_name: str, fold: int, cases: str) -> Iterator[tuple[str, torch.Tensor]]:
     """(case id, preprocessed data (C, *spatial) float32) for the chosen case set or raw-image folder."""
     if cases in CASE_SETS:
-        from nnunetv2.paths import nnUNet_preprocessed
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-        if not nnUNet_preprocessed:
-            raise UserError("nnUNet_preprocessed is not set (needed for --cases val|train|all)")
-        root = Path(nnUNet_preprocessed) / dataset_name
+        root = preprocessed_root() / dataset_name
         folder = root / predictor.configuration_manager.data_identifier
         keys = _split_cases(root, fold, cases)
         dataset = infer_dataset_class(str(folder))(str(folder), keys)
@@ -96,14 +106,13 @@ def iter_cases(predictor, dataset_name: str, fold: int, cases: str) -> Iterator[
 
 def _count_cases(predictor, dataset_name: str, fold: int, cases: str) -> int | None:
     if cases in CASE_SETS:
-        from nnunetv2.paths import nnUNet_preprocessed
-
-        return len(_split_cases(Path(nnUNet_preprocessed) / dataset_name, fold, cases))
+        return len(_split_cases(preprocessed_root() / dataset_name, fold, cases))
     return None
 
 
-def capture_fold(predictor, module_paths: list[str], dataset_name: str, fold: int, cases: str) -> ExcitationStream:
-    """Run every chosen case once (no TTA) and collect the per-case mean gate vectors."""
+def capture_fold(predictor, module_paths: list[str], dataset_name: str, fold: int,
+                 cases: str) -> tuple[ExcitationStream, list[str]]:
+    """Run every chosen case once (no TTA); the per-case mean gate vectors and the hooked child per depth."""
     stream = ExcitationStream()
     total = _count_cases(predictor, dataset_name, fold, cases)
     with GateRecorder(predictor.network, module_paths) as recorder:
@@ -115,7 +124,7 @@ def capture_fold(predictor, module_paths: list[str], dataset_name: str, fold: in
             stream.add(case_id, vectors, tiles)
     if not stream.case_ids:
         raise UserError(f"fold {fold}: no cases to run for --cases {cases}")
-    return stream
+    return stream, recorder.gate_names
 
 
 def versions() -> dict[str, str]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_se.analysis.excitation_io import save_excitations, staged_output
+from nnunet_se.analysis.excitation_io import save_excitations
+from nnunet_se.analysis.outputs import check_output_folder, staged_output
 from nnunet_se.errors import UserError
+
+COMMAND = "nnunet-se-analyze excitations"
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -32,11 +35,19 @@ def output_stem(dataset: str, trainer: str, plans: str, configuration: str, fold
 
 def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
-    if args.output.exists() and not args.output.is_dir():
-        raise UserError(f"{args.output}: exists and is not a folder")
+    if min(args.folds) < 0:
+        raise UserError(f"-f: folds must be >= 0, got {min(args.folds)}")
+    check_output_folder(args.output, COMMAND)
     import torch
 
-    from nnunet_se.analysis.excitations import capture_fold, ensure_trainer_discovery, load_predictor, versions
+    from nnunet_se.analysis.excitations import (
+        CASE_SETS,
+        capture_fold,
+        ensure_trainer_discovery,
+        load_predictor,
+        preprocessed_root,
+        versions,
+    )
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -62,15 +73,21 @@ def main(argv: list[str], prog: str) -> int:
         ckpt = model_dir / f"fold_{fold}" / f"checkpoint_{args.checkpoint}.pth"
         if not ckpt.is_file():
             raise UserError(f"{ckpt}: checkpoint not found (is fold {fold} trained? try --checkpoint final|best)")
+    inputs = [Path(str(nnUNet_results))]  # the output must never contain what is read
+    if args.cases in CASE_SETS:
+        inputs.append(preprocessed_root())
+    else:
+        inputs.append(Path(args.cases))
+    check_output_folder(args.output, COMMAND, inputs)
     trainer_cls = _plugin_trainer(args.trainer)
     report = []
-    with staged_output(args.output) as tmp:
+    with staged_output(args.output, COMMAND, inputs) as tmp:
         for fold in args.folds:
             predictor = load_predictor(model_dir, fold, args.checkpoint, device)
             paths = recalibration_paths(predictor.network)
             if not paths:
                 raise UserError(f"{model_dir}: {args.trainer} has no recalibration modules to capture")
-            stream = capture_fold(predictor, paths, dataset, fold, args.cases)
+            stream, gate_names = capture_fold(predictor, paths, dataset, fold, args.cases)
             meta = {
                 "dataset": dataset, "trainer": args.trainer, "plans": args.plans,
                 "configuration": args.configuration, "fold": fold, "checkpoint": args.checkpoint,
@@ -78,7 +95,10 @@ def main(argv: list[str], prog: str) -> int:
                 "flavour": getattr(trainer_cls, "flavour", None),
                 "recalibration_options": dict(getattr(trainer_cls, "recalibration_options", {}) or {}),
                 "cases": args.cases, "n_cases": len(stream.case_ids), "module_paths": paths,
-                "hook": "forward hook on <module path>.gate, output (N, C, 1, ...) averaged over its spatial dims",
+                "hook": "forward hook on <module path>.<gate>, output averaged over its spatial dims per channel",
+                "gates": {str(d): name for d, name in enumerate(gate_names, start=1)},
+                "gate_summary": "gate: channel gate (N, C, 1, ...), one value per channel; spatial_gate: sSE's "
+                                "spatial gate (N, 1, *S), summarised by its spatial mean (one channel)",
                 "test_time_augmentation": False, "tile_step_size": predictor.tile_step_size,
                 "patch_size": list(predictor.configuration_manager.patch_size),
                 "tiles_per_case": {"min": min(stream.tiles), "max": max(stream.tiles)},

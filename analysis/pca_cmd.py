@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from nnunet_se.analysis.excitation_io import load_many, staged_output
+from nnunet_se.analysis.excitation_io import input_paths, load_many
+from nnunet_se.analysis.outputs import check_output_folder, staged_output
 from nnunet_se.analysis.plots import plot_thresholds
 from nnunet_se.analysis.tabular import write_csv, write_json
 from nnunet_se.analysis.thresholds import (
     COUNTS,
     CRITERIA,
+    DEFAULT_PRESET,
     PRESETS,
     SCALES,
     Convention,
@@ -25,22 +27,27 @@ from nnunet_se.analysis.thresholds import (
 from nnunet_se.errors import UserError
 
 logger = logging.getLogger(__name__)
+COMMAND = "nnunet-se-analyze pca"
+MAX_BOOT = 100_000  # resamples; each recomputes one SVD per depth
+MAX_SEED = 2**32 - 1  # numpy SeedSequence takes any non-negative int; 32 bits keep the outputs portable
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split(":", 1)[1].strip())
     p.add_argument("files", nargs="+", type=Path, help="excitation .npz files (JSON sidecar optional)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
-                   help="named convention: paper (text: PCA, reach, no scaling; default), authors (notebook: robust "
-                        "scaling, PCA, count <= delta), equation (eq. 8: Frobenius ratio of uncentred A)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help="named convention: fig3 (default; robust scaling, PCA, smallest k reaching delta: reproduces "
+                        "the published Fig. 3 best), text (the paper's text: no scaling), authors (notebook: robust "
+                        "scaling, count <= delta), equation (eq. 8: Frobenius ratio of uncentred A)")
     p.add_argument("--criterion", choices=CRITERIA, help="overrides the preset's criterion")
     p.add_argument("--count", choices=COUNTS, help="overrides the preset's count")
     p.add_argument("--scale", choices=SCALES, help="overrides the preset's column scaling")
     p.add_argument("--center", action="store_true", help="centre G before the Frobenius criterion")
     p.add_argument("--delta", type=float, help="threshold ratio (default 0.95)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over cases (0 = none)")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help=f"bootstrap resamples over cases, 0..{MAX_BOOT} (0 = none; default 1000)")
     p.add_argument("--ci", type=float, default=0.95, help="confidence level of the percentile interval")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (recorded in the output)")
+    p.add_argument("--seed", type=int, default=0, help=f"bootstrap seed, 0..{MAX_SEED} (recorded in the output)")
     p.add_argument("-o", "--output", type=Path, default=Path("excitation_pca"), help="output folder")
     return p
 
@@ -85,17 +92,21 @@ def analyse(files: list[Path], convention: Convention, n_boot: int, level: float
 
 def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
-    if args.n_boot < 0 or not 0.0 < args.ci < 1.0:
-        raise UserError(f"--n-boot must be >= 0 and --ci in (0, 1), got {args.n_boot} and {args.ci}")
-    if args.output.exists() and not args.output.is_dir():
-        raise UserError(f"{args.output}: exists and is not a folder")
+    if not 0 <= args.n_boot <= MAX_BOOT:
+        raise UserError(f"--n-boot must lie in 0..{MAX_BOOT}, got {args.n_boot}")
+    if not 0.0 < args.ci < 1.0:
+        raise UserError(f"--ci must lie in (0, 1), got {args.ci}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
+    inputs = input_paths(args.files)
+    check_output_folder(args.output, COMMAND, inputs)
     convention = convention_from_args(args)
     thresholds, spectra = analyse(args.files, convention, args.n_boot, args.ci, args.seed)
     c = convention
     title = (f"k(delta={c.delta}): {c.criterion}, count={c.count}, scale={c.scale}"
              f"{', centred' if c.center and c.criterion == 'frobenius' else ''}; {args.ci:.0%} bootstrap CI "
              f"({args.n_boot} resamples)")
-    with staged_output(args.output) as tmp:
+    with staged_output(args.output, COMMAND, inputs) as tmp:
         write_csv(tmp / "thresholds.csv", thresholds)
         write_csv(tmp / "spectra.csv", spectra)
         write_json(tmp / "thresholds.json", {"convention": c.as_dict(), "preset": args.preset, "rows": thresholds})

@@ -12,13 +12,16 @@ For excitations g_{i,c} (case i = 1..n, channel c = 1..C) at one depth:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from nnunet_se.analysis.excitation_io import ExcitationSet
+from nnunet_se.errors import UserError
 
 
 def channel_summary(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,8 +38,10 @@ def variability(g: np.ndarray) -> dict[str, float]:
 
 
 def variability_rows(sets: Sequence[ExcitationSet]) -> list[dict]:
-    """One row per file and depth: dataset, model, fold, depth, channels, n_cases, ivi, ivi_bounded, mean."""
-    return [{"dataset": s.dataset, "model": s.model, "fold": s.fold, "depth": d, "channels": int(g.shape[1]),
+    """One row per file and depth: dataset, model, plans, configuration, fold, depth, channels, n_cases, ivi,
+    ivi_bounded, mean_excitation."""
+    return [{"dataset": s.dataset, "model": s.model, "plans": s.plans, "configuration": s.configuration,
+             "fold": s.fold, "depth": d, "channels": int(g.shape[1]),
              "n_cases": int(g.shape[0]), **variability(g)} for s in sets for d, g in s.depths.items()]
 
 
@@ -51,13 +56,38 @@ def channel_rows(sets: Sequence[ExcitationSet]) -> list[dict]:
     return rows
 
 
+DICE_KEYS = ("dataset", "trainer", "plans", "configuration", "fold")
+
+
+def read_dice_folds(path: Path) -> list[dict]:
+    """The ``folds`` list of a ``table --format json`` file, each entry checked; errors name the file and entry."""
+    try:
+        payload = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: --dice is not valid JSON ({exc})") from exc
+    folds = payload.get("folds") if isinstance(payload, dict) else None
+    if not isinstance(folds, list):
+        raise UserError(f"{path}: --dice must be the JSON of `nnunet-se-analyze table --format json` "
+                        "(an object with a 'folds' list)")
+    for i, fold in enumerate(folds):
+        missing = [k for k in (*DICE_KEYS, "finished", "dice") if not isinstance(fold, dict) or k not in fold]
+        if missing:
+            raise UserError(f"{path}: folds[{i}] lacks {', '.join(missing)} (rerun `nnunet-se-analyze table "
+                            "--format json`)")
+        dice = fold["dice"]
+        if dice is not None and (isinstance(dice, bool) or not isinstance(dice, int | float)):
+            raise UserError(f"{path}: folds[{i}].dice must be a number or null, got {dice!r}")
+    return folds
+
+
 def attach_dice(rows: list[dict], folds: Sequence[dict]) -> list[dict]:
-    """Rows that have a Dice (%) for their (dataset, trainer, fold) in ``folds`` (the table JSON's ``folds``)."""
-    dice = {(f["dataset"], f["trainer"], str(f["fold"])): f["dice"] for f in folds
-            if f.get("finished") and f.get("dice") is not None}
+    """Rows that have a Dice (%) for their (dataset, trainer, plans, configuration, fold) in ``folds`` (the table
+    JSON's ``folds``); the row's ``model`` is the trainer. Unfinished folds and folds without a Dice never match."""
+    dice = {tuple(str(f[k]) for k in DICE_KEYS): f["dice"] for f in folds
+            if f["finished"] is True and f["dice"] is not None and math.isfinite(f["dice"])}
     matched = []
     for row in rows:
-        value = dice.get((row["dataset"], row["model"], row["fold"]))
+        value = dice.get((row["dataset"], row["model"], row["plans"], row["configuration"], row["fold"]))
         if value is not None:
             matched.append({**row, "dice": float(value)})
     return matched

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from nnunet_se.analysis.excitation_io import load_many, staged_output
+from nnunet_se.analysis.excitation_io import input_paths, load_many
+from nnunet_se.analysis.outputs import check_output_folder, staged_output
 from nnunet_se.analysis.plots import plot_ivi_dice, plot_responses
-from nnunet_se.analysis.responses import attach_dice, channel_rows, correlations, variability_rows
+from nnunet_se.analysis.responses import attach_dice, channel_rows, correlations, read_dice_folds, variability_rows
 from nnunet_se.analysis.tabular import write_csv, write_json
 from nnunet_se.errors import UserError
+
+COMMAND = "nnunet-se-analyze responses"
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -22,26 +24,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def _read_folds(path: Path) -> list[dict]:
-    try:
-        folds = json.loads(path.read_text())["folds"]
-        if not isinstance(folds, list):
-            raise TypeError("'folds' is not a list")
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not a table JSON with a 'folds' list ({exc})") from exc
-    return folds
-
-
 def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
-    if args.output.exists() and not args.output.is_dir():
-        raise UserError(f"{args.output}: exists and is not a folder")
+    inputs = input_paths(args.files) + ([args.dice] if args.dice else [])
+    check_output_folder(args.output, COMMAND, inputs)
     sets = load_many(args.files)
     rows = variability_rows(sets)
-    points = attach_dice(rows, _read_folds(args.dice)) if args.dice else []
+    points = attach_dice(rows, read_dice_folds(args.dice)) if args.dice else []
     if args.dice and not points:
-        raise UserError(f"{args.dice}: no fold matches the excitation files' (dataset, trainer, fold)")
-    with staged_output(args.output) as tmp:
+        raise UserError(f"{args.dice}: no fold matches the excitation files' (dataset, trainer, plans, "
+                        "configuration, fold)")
+    with staged_output(args.output, COMMAND, inputs) as tmp:
         write_csv(tmp / "channels.csv", channel_rows(sets))
         write_csv(tmp / "variability.csv", rows)
         payload = {"index": "ivi = mean over channels of the per-channel std across cases (ddof 1)",

@@ -1,10 +1,14 @@
 """Paired significance tests against a baseline, and Holm's step-down correction.
 
-- ``paired_ttest``: scipy's two-sided paired t-test over folds (the paper's test).
-- ``nadeau_bengio``: corrected resampled t-test (Nadeau & Bengio 2003): with fold differences d_j (j = 1..k),
-  t = mean(d) / sqrt((1/k + n_test/n_train) * var(d, ddof=1)), two-sided p from Student's t with k - 1 d.o.f.
-- ``wilcoxon``: scipy's two-sided Wilcoxon signed-rank test on paired per-case values (zero differences dropped,
-  scipy's default ``zero_method="wilcox"``).
+Every test takes ``alternative``: ``"greater"`` (one-sided, H1: the model ``a`` beats the baseline ``b``, so only
+an improvement can be significant, as the paper marks) or ``"two-sided"``.
+
+- ``paired_ttest``: scipy's paired t-test over folds (the paper's test).
+- ``nadeau_bengio``: corrected resampled t-test (Nadeau & Bengio 2003): with fold differences d_j = a_j - b_j
+  (j = 1..k), t = mean(d) / sqrt((1/k + n_test/n_train) * var(d, ddof=1)); p from Student's t with k - 1 d.o.f.:
+  P(T >= t) one-sided, P(|T| >= |t|) two-sided.
+- ``wilcoxon``: scipy's Wilcoxon signed-rank test on paired per-case values (zero differences dropped, scipy's
+  default ``zero_method="wilcox"``).
 - ``holm``: Holm-adjusted p-values, p_(i) * (m - i + 1) for ascending p, made monotone, capped at 1; NaN kept.
 
 Every test returns NaN when it is undefined (fewer than 2 pairs, zero variance, all differences zero).
@@ -19,15 +23,25 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+ALTERNATIVES = ("greater", "two-sided")
 
-def paired_ttest(a: Sequence[float], b: Sequence[float]) -> float:
+
+def _check(alternative: str) -> None:
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"unknown alternative {alternative!r} (choose from {', '.join(ALTERNATIVES)})")
+
+
+def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: str = "greater") -> float:
+    _check(alternative)
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.size < 2 or np.all(a - b == (a - b)[0]):
         return math.nan
-    return float(stats.ttest_rel(a, b).pvalue)
+    return float(stats.ttest_rel(a, b, alternative=alternative).pvalue)
 
 
-def nadeau_bengio(a: Sequence[float], b: Sequence[float], test_train_ratio: float) -> float:
+def nadeau_bengio(a: Sequence[float], b: Sequence[float], test_train_ratio: float,
+                  alternative: str = "greater") -> float:
+    _check(alternative)
     d = np.asarray(a, float) - np.asarray(b, float)
     k = d.size
     if k < 2:
@@ -36,16 +50,19 @@ def nadeau_bengio(a: Sequence[float], b: Sequence[float], test_train_ratio: floa
     if var == 0.0:
         return math.nan
     t = d.mean() / math.sqrt((1.0 / k + test_train_ratio) * var)
+    if alternative == "greater":
+        return float(stats.t.sf(t, k - 1))
     return float(2.0 * stats.t.sf(abs(t), k - 1))
 
 
-def wilcoxon(a: Sequence[float], b: Sequence[float]) -> float:
+def wilcoxon(a: Sequence[float], b: Sequence[float], alternative: str = "greater") -> float:
+    _check(alternative)
     d = np.asarray(a, float) - np.asarray(b, float)
     if d.size < 2 or np.all(d == 0.0):
         return math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.wilcoxon(np.asarray(a, float), np.asarray(b, float)).pvalue)
+        return float(stats.wilcoxon(np.asarray(a, float), np.asarray(b, float), alternative=alternative).pvalue)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -2,6 +2,8 @@
 
 Dice is reported in %. The std is the sample std over folds (ddof = 1). Tests pair a model with its baseline on
 the folds both finished (t-tests) and on the (fold, case) pairs both evaluated with a non-empty case (Wilcoxon).
+By default every test is one-sided (H1: the model beats its baseline), so the marks flag improvements only, as the
+paper's Table I does; ``alternative="two-sided"`` flags any difference.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Entry:
     missing_folds: list[int] = field(default_factory=list)
     best: bool = False
     paper: tuple[float, float, str] | None = None
+    alternative: str = "greater"
 
     @property
     def mark(self) -> str:
@@ -72,6 +75,7 @@ def build_table(
     expected_folds: Sequence[int] | None = None,
     test_train_ratio: float = 0.25,
     compare_paper: bool = False,
+    alternative: str = "greater",
 ) -> list[Entry]:
     """Entries per dataset and model. ``baseline`` is a trainer name (same plans/config) or a full model folder name.
 
@@ -99,6 +103,7 @@ def build_table(
                 unfinished_folds=sorted(f for f, r in folds.items() if not r.finished),
                 missing_folds=sorted(set(expected) - set(folds)),
                 paper=paper_value(dataset, model.split("__")[0]) if compare_paper else None,
+                alternative=alternative,
             )
             base_name = _resolve_baseline(model, baseline, models)
             if base_name is not None and base_name != model:
@@ -125,15 +130,15 @@ def _compare(entry: Entry, model: dict[int, FoldResult], base: dict[int, FoldRes
     a = [model[f].dice for f in common]
     b = [base[f].dice for f in common]
     entry.n_paired_folds = len(common)
-    entry.p_ttest = paired_ttest(a, b)
-    entry.p_nadeau_bengio = nadeau_bengio(a, b, ratio)
+    entry.p_ttest = paired_ttest(a, b, entry.alternative)
+    entry.p_nadeau_bengio = nadeau_bengio(a, b, ratio, entry.alternative)
     pairs = [(model[f].per_case[c], base[f].per_case[c]) for f in common for c in sorted(model[f].per_case)
              if c in base[f].per_case]
     pairs = [(x, y) for x, y in pairs if not (math.isnan(x) or math.isnan(y))]
     entry.n_paired_cases = len(pairs)
     if pairs:
         x, y = zip(*pairs, strict=True)
-        entry.p_wilcoxon = wilcoxon(x, y)
+        entry.p_wilcoxon = wilcoxon(x, y, entry.alternative)
 
 
 def _holm_and_best(entries: list[Entry]) -> None:
@@ -198,12 +203,17 @@ def _p(p: float) -> str:
     return "–" if math.isnan(p) else f"{p:.3g}"
 
 
+def _sides(entries: Sequence[Entry]) -> str:
+    two = any(e.alternative == "two-sided" for e in entries)
+    return "two-sided: any difference" if two else "one-sided: improvements only"
+
+
 def render_markdown(entries: Sequence[Entry], ratio: float) -> str:
     header, rows = _grid(entries, latex=False)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "Dice (%) mean ± std (ddof 1) over finished folds; bold = best mean per dataset; "
-              "† p ≤ 0.05, ‡ p ≤ 0.01 (paired two-sided t-test over folds vs the baseline).", "",
+              f"† p ≤ 0.05, ‡ p ≤ 0.01 (paired t-test over folds vs the baseline, {_sides(entries)}).", "",
               "| dataset | model | baseline | folds | t-test p | Nadeau-Bengio p | Wilcoxon p (cases) | Holm p | "
               "cases | empty ref | excluded (NaN) | unfinished | missing |",
               "|" + "---|" * 13]
@@ -214,7 +224,8 @@ def render_markdown(entries: Sequence[Entry], ratio: float) -> str:
             f"{len(e.folds)} | {_p(e.p_ttest)} | {_p(e.p_nadeau_bengio)} | {_p(e.p_wilcoxon)} "
             f"({e.n_paired_cases}) | {_p(e.p_wilcoxon_holm)} | {e.n_cases} | {e.n_empty_reference} | "
             f"{e.n_empty_excluded} | {_folds(e.unfinished_folds)} | {_folds(e.missing_folds)} |")
-    lines += ["", f"Nadeau-Bengio corrected resampled t-test with n_test/n_train = {ratio:g}. Wilcoxon signed-rank "
+    lines += ["", f"All p-values {_sides(entries)}. Nadeau-Bengio corrected resampled t-test with n_test/n_train = "
+              f"{ratio:g}. Wilcoxon signed-rank "
               "over per-case Dice pooled across the paired folds, Holm-corrected over the models of each dataset. "
               "Cases with an empty reference and an empty prediction have NaN Dice in nnU-Net and are excluded "
               "(column 'excluded'); an empty reference with a non-empty prediction counts as Dice 0."]
@@ -238,7 +249,7 @@ def render_latex(entries: Sequence[Entry], ratio: float) -> str:
     lines += [" & ".join([r[0].replace("_", "\\_"), *r[1:]]) + " \\\\" for r in rows]
     lines += ["\\bottomrule", "\\end{tabular}",
               f"% Dice (%) mean $\\pm$ std over folds; $^\\dagger$ p<=0.05, $^\\ddagger$ p<=0.01 (paired t-test vs "
-              f"baseline); Nadeau-Bengio ratio {ratio:g}"]
+              f"baseline, {_sides(entries)}); Nadeau-Bengio ratio {ratio:g}"]
     return "\n".join(lines) + "\n"
 
 

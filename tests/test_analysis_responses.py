@@ -11,6 +11,7 @@ from scipy import stats
 
 from nnunet_se.analysis import cli
 from nnunet_se.analysis.excitation_io import save_excitations
+from nnunet_se.analysis.outputs import MARKER
 from nnunet_se.analysis.responses import variability
 
 
@@ -36,7 +37,8 @@ def _write(folder, trainer: str, fold: int, spread: float, seed: int):
               2: np.clip(0.5 + spread * rng.standard_normal((12, 8)), 0, 1)}
     path = folder / f"{trainer}_{fold}.npz"
     save_excitations(path, depths, [f"c{i}" for i in range(12)],
-                     {"dataset": "Dataset901_X", "trainer": trainer, "fold": fold})
+                     {"dataset": "Dataset901_X", "trainer": trainer, "plans": "nnUNetPlans", "configuration": "2d",
+                      "fold": fold})
     return path, depths
 
 
@@ -50,12 +52,18 @@ def test_responses_cli_with_dice(tmp_path, capsys) -> None:
     dice = {"nnUNetTrainerPaperCSE": 80.0, "nnUNetTrainerPaperSRM": 70.0, "nnUNetTrainerPaperMono": 85.0,
             "nnUNetTrainerPaperFCA": 78.0}
     table = tmp_path / "table.json"
-    table.write_text(json.dumps({"folds": [{"dataset": "Dataset901_X", "trainer": t, "fold": 0, "finished": True,
-                                            "dice": d} for t, d in dice.items()]}))
+    # the same dataset, trainer and fold under other plans or another configuration must not be paired (issue 12)
+    decoys = [("nnUNetResEncUNetMPlans", "2d", 0.0), ("nnUNetPlans", "3d_fullres", 99.0)]
+    folds = [{"dataset": "Dataset901_X", "trainer": t, "plans": plans, "configuration": config, "fold": 0,
+              "finished": True, "dice": value} for t in dice for plans, config, value in decoys]
+    folds += [{"dataset": "Dataset901_X", "trainer": t, "plans": "nnUNetPlans", "configuration": "2d", "fold": 0,
+               "finished": True, "dice": d} for t, d in dice.items()]
+    table.write_text(json.dumps({"folds": folds}))
     out = tmp_path / "out"
     assert cli.main(["responses", *files, "--dice", str(table), "-o", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"channels.csv", "variability.csv", "variability.json",
-                                               "responses.png", "responses.pdf", "ivi_dice.png", "ivi_dice.pdf"}
+                                               "responses.png", "responses.pdf", "ivi_dice.png", "ivi_dice.pdf",
+                                               MARKER}
     channels = list(csv.DictReader((out / "channels.csv").open()))
     assert len(channels) == 4 * (4 + 8)
     row = next(r for r in channels if r["model"] == "nnUNetTrainerPaperSRM" and r["depth"] == "2"
@@ -63,6 +71,8 @@ def test_responses_cli_with_dice(tmp_path, capsys) -> None:
     g = arrays["nnUNetTrainerPaperSRM"][2][:, 3]
     assert float(row["mean"]) == pytest.approx(g.mean()) and float(row["std"]) == pytest.approx(g.std(ddof=1))
     payload = json.loads((out / "variability.json").read_text())
+    assert sorted((p["model"], p["depth"], p["dice"]) for p in payload["dice"]["points"]) == sorted(
+        (t, depth, d) for t, d in dice.items() for depth in (1, 2))
     for corr in payload["dice"]["spearman_by_depth"]:
         ivi = [np.std(arrays[t][corr["depth"]], axis=0, ddof=1).mean() for t in dice]
         expected = stats.spearmanr(ivi, list(dice.values()))
@@ -75,8 +85,8 @@ def test_responses_cli_with_dice(tmp_path, capsys) -> None:
 def test_responses_dice_without_match_is_an_error(tmp_path, capsys) -> None:
     path, _ = _write(tmp_path, "nnUNetTrainerPaperCSE", 0, 0.1, 0)
     table = tmp_path / "table.json"
-    table.write_text(json.dumps({"folds": [{"dataset": "Other", "trainer": "x", "fold": 0, "finished": True,
-                                            "dice": 1.0}]}))
+    table.write_text(json.dumps({"folds": [{"dataset": "Other", "trainer": "x", "plans": "nnUNetPlans",
+                                            "configuration": "2d", "fold": 0, "finished": True, "dice": 1.0}]}))
     out = tmp_path / "out"
     assert cli.main(["responses", str(path), "--dice", str(table), "-o", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()

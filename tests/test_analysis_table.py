@@ -118,25 +118,74 @@ def test_mean_std_and_folds(results_root: Path, entries: dict, trainer: str) -> 
     assert n_nan == (0 if list(TRAINERS).index(trainer) % 2 else len(summaries))
 
 
+@pytest.fixture(scope="module")
+def entries_two_sided(results_root: Path) -> dict:
+    table = build_table(scan_results([results_root]), test_train_ratio=0.25, alternative="two-sided")
+    return {e.trainer: e for e in table}
+
+
+@pytest.mark.parametrize("alternative", ["greater", "two-sided"])
 @pytest.mark.parametrize("trainer", [t for t in TRAINERS if t != "nnUNetTrainerPaper"])
-def test_pvalues_equal_scipy(results_root: Path, entries: dict, trainer: str) -> None:
+def test_pvalues_equal_scipy(results_root: Path, entries: dict, entries_two_sided: dict, trainer: str,
+                             alternative: str) -> None:
     model, base = _summaries(results_root, trainer), _summaries(results_root, "nnUNetTrainerPaper")
     common = sorted(set(model) & set(base))
     a = np.array([model[f]["foreground_mean"]["Dice"] for f in common])
     b = np.array([base[f]["foreground_mean"]["Dice"] for f in common])
-    entry = entries[trainer]
+    entry = (entries if alternative == "greater" else entries_two_sided)[trainer]  # default: one-sided
     assert entry.baseline == f"nnUNetTrainerPaper__{PLANS_CONFIG}"
     assert entry.n_paired_folds == len(common)
-    assert entry.p_ttest == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+    assert entry.p_ttest == pytest.approx(stats.ttest_rel(a, b, alternative=alternative).pvalue, rel=1e-12)
     d = a - b
     t = d.mean() / math.sqrt((1 / len(d) + 0.25) * d.var(ddof=1))
-    assert entry.p_nadeau_bengio == pytest.approx(2 * stats.t.sf(abs(t), len(d) - 1), rel=1e-12)
-    assert entry.p_nadeau_bengio > entry.p_ttest  # the correction can only widen the variance
+    nb = stats.t.sf(t, len(d) - 1) if alternative == "greater" else 2 * stats.t.sf(abs(t), len(d) - 1)
+    assert entry.p_nadeau_bengio == pytest.approx(nb, rel=1e-12)
+    # the correction shrinks |t|: a weaker result either way (for d < 0 the one-sided p is already above 0.5)
+    assert abs(entry.p_nadeau_bengio - 0.5) < abs(entry.p_ttest - 0.5) if alternative == "greater" else (
+        entry.p_nadeau_bengio > entry.p_ttest)
     pairs = [(_case_dice(model[f])[c], _case_dice(base[f])[c]) for f in common for c in sorted(_case_dice(model[f]))]
     pairs = [(x, y) for x, y in pairs if not (math.isnan(x) or math.isnan(y))]
     x, y = map(np.array, zip(*pairs, strict=True))
     assert entry.n_paired_cases == len(pairs)
-    assert entry.p_wilcoxon == pytest.approx(stats.wilcoxon(x, y).pvalue, rel=1e-12)
+    assert entry.p_wilcoxon == pytest.approx(stats.wilcoxon(x, y, alternative=alternative).pvalue, rel=1e-12)
+
+
+def _write_fold(root: Path, trainer: str, fold: int, dice: float) -> None:
+    """A minimal nnU-Net ``summary.json`` (fold Dice ``dice`` as a fraction, one case with that Dice)."""
+    folder = root / "Dataset902_Hand" / f"{trainer}__{PLANS_CONFIG}" / f"fold_{fold}" / "validation"
+    folder.mkdir(parents=True)
+    case = {"reference_file": f"/gt/case_{fold}.png", "metrics": {"1": {"Dice": dice, "n_ref": 10}}}
+    (folder / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": dice}, "metric_per_case": [case]}))
+
+
+# Hand-computed paired t-test: fold differences d = (1, 2, 3, 4) Dice points, mean 2.5, sd sqrt(5/3), so
+# t = 2.5 / (sqrt(5/3) / 2) = sqrt(15) with 3 d.o.f. Student's t with 3 d.o.f. has the closed-form tail
+# P(T >= t) = 1/2 - (u / (1 + u^2) + arctan u) / pi with u = t / sqrt(3) = sqrt(5): 0.0152331.
+HAND_P_ONE = 0.5 - (math.sqrt(5.0) / 6.0 + math.atan(math.sqrt(5.0))) / math.pi
+
+
+def test_marks_one_sided_by_default_on_a_hand_computed_example(tmp_path: Path, capsys) -> None:
+    """A model better by d = (1, 2, 3, 4) points is marked † (one-sided p = 0.0152, two-sided 0.0305); one worse by
+    the same amounts is unmarked by default (p = 0.985, the paper's SRM-on-Kvasir rule) and † only two-sided."""
+    base = [70.0, 71.0, 72.0, 73.0]
+    for fold, b in enumerate(base):
+        _write_fold(tmp_path, "nnUNetTrainerPaper", fold, b / 100)
+        _write_fold(tmp_path, "nnUNetTrainerPaperCSE", fold, (b + fold + 1) / 100)
+        _write_fold(tmp_path, "nnUNetTrainerPaperSRM", fold, (b - fold - 1) / 100)
+    one = {e.trainer: e for e in build_table(scan_results([tmp_path]))}
+    two = {e.trainer: e for e in build_table(scan_results([tmp_path]), alternative="two-sided")}
+    assert one["nnUNetTrainerPaperCSE"].p_ttest == pytest.approx(HAND_P_ONE, rel=1e-9)
+    assert one["nnUNetTrainerPaperSRM"].p_ttest == pytest.approx(1 - HAND_P_ONE, rel=1e-9)
+    assert two["nnUNetTrainerPaperCSE"].p_ttest == pytest.approx(2 * HAND_P_ONE, rel=1e-9)
+    assert two["nnUNetTrainerPaperSRM"].p_ttest == pytest.approx(2 * HAND_P_ONE, rel=1e-9)
+    assert (one["nnUNetTrainerPaperCSE"].mark, one["nnUNetTrainerPaperSRM"].mark) == ("†", "")
+    assert (two["nnUNetTrainerPaperCSE"].mark, two["nnUNetTrainerPaperSRM"].mark) == ("†", "†")
+    assert cli.main(["table", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| **74.00 ± 2.58** † |" in out and "| 69.00 ± 0.00 |" in out and "one-sided: improvements only" in out
+    assert cli.main(["table", str(tmp_path), "--alternative", "two-sided"]) == 0
+    out = capsys.readouterr().out
+    assert "| 69.00 ± 0.00 † |" in out and "two-sided: any difference" in out
 
 
 def test_holm_over_trainers(entries: dict) -> None:
@@ -156,6 +205,7 @@ def test_best_is_bold_and_marks_follow_pvalues(entries: dict) -> None:
     assert sum(e.best for e in entries.values()) == 1
     for e in entries.values():
         assert e.mark == ("‡" if e.p_ttest <= 0.01 else "†" if e.p_ttest <= 0.05 else "")
+        assert e.alternative == "greater"
 
 
 def test_cli_markdown_lists_incomplete_and_paper(results_root: Path, capsys) -> None:

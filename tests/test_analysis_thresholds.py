@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler, robust_scale
 
 from nnunet_se.analysis import cli
 from nnunet_se.analysis.excitation_io import save_excitations
+from nnunet_se.analysis.outputs import MARKER
 from nnunet_se.analysis.thresholds import (
     Convention,
     bootstrap_threshold,
@@ -132,7 +133,7 @@ def test_pca_cli_writes_all_outputs(tmp_path, capsys) -> None:
     rc = cli.main(["pca", str(with_meta), str(bare), "--preset", "authors", "--n-boot", "20", "-o", str(out)])
     assert rc == 0
     assert {p.name for p in out.iterdir()} == {"thresholds.csv", "thresholds.json", "spectra.csv", "spectra.json",
-                                               "thresholds.png", "thresholds.pdf"}
+                                               "thresholds.png", "thresholds.pdf", MARKER}
     rows = list(csv.DictReader((out / "thresholds.csv").open()))
     assert [(r["model"], r["depth"], r["channels"]) for r in rows] == [
         ("nnUNetTrainerPaperCSE", "1", "16"), ("nnUNetTrainerPaperCSE", "2", "4"),
