@@ -14,10 +14,13 @@ API (also used by the demo's synthetic generator)::
     # on an exception, Ctrl-C or SIGTERM (see install_sigterm_handler): nothing named Dataset501_* is left behind.
 
 Cases are staged in a hidden folder ``.nnunet-se-partial-NNN-<pid>`` inside ``raw_dir`` (same file system) that
-is renamed to ``DatasetNNN_Name`` at the end. Parallel converters call :func:`stage_case` in worker processes with
-:attr:`RawDatasetWriter.staging` and hand the returned :class:`StagedCase` to :meth:`RawDatasetWriter.record`.
+is renamed to ``DatasetNNN_Name`` at the end, under a per-id lock (``.nnunet-se-lock-NNN``, see
+:mod:`nnunet_se.conversion.safety`, which also holds the folder checks made before anything is written).
+Parallel converters call :func:`stage_case` in worker processes with :attr:`RawDatasetWriter.staging` and hand
+the returned :class:`StagedCase` to :meth:`RawDatasetWriter.record`.
 An id already used by a dataset in ``raw_dir`` (or by a differently named one in ``preprocessed_dir``) is an error
-unless ``overwrite``; overwriting replaces the raw folder and deletes that id's stale preprocessed folder.
+unless ``overwrite``; overwriting parks the raw and preprocessed folders of that id aside, publishes the new raw
+folder (and its splits), then deletes the parked ones; a failure before that renames them back.
 """
 
 from __future__ import annotations
@@ -35,10 +38,21 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from nnunet_se.conversion.cases import CASE_TABLE, write_case_table
 from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, phash, pixel_digest
+from nnunet_se.conversion.png import save_png
+from nnunet_se.conversion.safety import (
+    PARTIAL_PREFIX,
+    DatasetLock,
+    aside_name,
+    check_folders,
+    check_replaceable,
+    check_writable_folder,
+    name_max,
+    recover_partials,
+    remove_path,
+)
 from nnunet_se.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -49,7 +63,6 @@ LABELS = {"background": 0, "lesion": 1}
 FILE_ENDING = ".png"
 SPLITS_FILE = "splits_final.json"
 SPLITS_SIDECAR = "nnunet_se_splits.json"
-_PARTIAL_PREFIX = ".nnunet-se-partial-"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 _CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 
@@ -89,10 +102,6 @@ class StagedCase:
     phash: int
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    Image.fromarray(array).save(path, format="PNG", compress_level=1)
-
-
 def stage_case(staging: Path, case: Case) -> StagedCase:
     """Validate ``case`` and write its PNGs under ``staging``; safe to call from worker processes."""
     if not _CASE_RE.match(case.case_id):
@@ -106,15 +115,15 @@ def stage_case(staging: Path, case: Case) -> StagedCase:
         raise UserError(f"case {case.case_id}: training cases need a mask")
     images_dir, labels_dir = ("imagesTr", "labelsTr") if case.subset == "train" else ("imagesTs", "labelsTs")
     (staging / images_dir).mkdir(exist_ok=True)
-    _save_png(image, staging / images_dir / f"{case.case_id}_0000{FILE_ENDING}")
+    save_png(image, staging / images_dir / f"{case.case_id}_0000{FILE_ENDING}")
     if case.mask is not None:
         mask = np.asarray(case.mask)
         if mask.shape != image.shape[:2]:
             raise UserError(f"case {case.case_id}: mask shape {mask.shape} differs from image shape {image.shape[:2]}")
-        if not np.isin(mask, (0, 1)).all():
+        if mask.dtype != np.bool_ and not np.isin(mask, (0, 1)).all():
             raise UserError(f"case {case.case_id}: mask values must be 0/1")
         (staging / labels_dir).mkdir(exist_ok=True)
-        _save_png(mask.astype(np.uint8), staging / labels_dir / f"{case.case_id}{FILE_ENDING}")
+        save_png(mask.astype(np.uint8), staging / labels_dir / f"{case.case_id}{FILE_ENDING}")
     size = case.original_size or (image.shape[1], image.shape[0])
     return StagedCase(
         case.case_id, case.subset, case.mask is not None, case.cls, case.source_image, tuple(case.source_masks),
@@ -124,16 +133,6 @@ def stage_case(staging: Path, case: Case) -> StagedCase:
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def install_sigterm_handler() -> Any:
@@ -159,21 +158,27 @@ class RawDatasetWriter:
         *,
         overwrite: bool = False,
         preprocessed_dir: str | os.PathLike[str] | None = None,
+        results_dir: str | os.PathLike[str] | None = None,
+        sources: Sequence[str | os.PathLike[str]] = (),
         metadata: dict[str, Any] | None = None,
         phash_threshold: int = PHASH_THRESHOLD,
     ) -> None:
         if not 1 <= dataset_id <= 999:
             raise UserError(f"--id {dataset_id}: nnU-Net dataset ids are 1-999")
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             raise UserError(f"--name {name!r}: use letters, digits, '_' and '-' only")
-        self.raw_dir = Path(raw_dir).expanduser().resolve()
+        self.raw_dir = _resolve(raw_dir)
         self.dataset_id = dataset_id
         self.dataset_name = f"Dataset{dataset_id:03d}_{name}"
         self.overwrite = overwrite
-        self.preprocessed_dir = Path(preprocessed_dir).expanduser().resolve() if preprocessed_dir else None
+        self.preprocessed_dir = _resolve(preprocessed_dir) if preprocessed_dir else None
+        results = results_dir if results_dir is not None else os.environ.get("nnUNet_results")
+        self.results_dir = _resolve(results) if results else None
+        self.sources = [_resolve(s) for s in sources]
         self.metadata = dict(metadata or {})
         self.phash_threshold = phash_threshold
-        self.staging = self.raw_dir / f"{_PARTIAL_PREFIX}{dataset_id:03d}-{os.getpid()}"
+        self.staging = self.raw_dir / f"{PARTIAL_PREFIX}{dataset_id:03d}-{os.getpid()}"
+        self._lock = DatasetLock(self.raw_dir, dataset_id)
         self._records: dict[str, StagedCase] = {}
         self._splits: list[dict[str, list[str]]] | None = None
         self._splits_meta: dict[str, Any] = {}
@@ -184,33 +189,56 @@ class RawDatasetWriter:
         """The final dataset folder ``<raw_dir>/DatasetNNN_<name>``."""
         return self.raw_dir / self.dataset_name
 
+    def _roots(self) -> list[tuple[Path, str]]:
+        roots = [(self.raw_dir, "raw")]
+        return roots + ([(self.preprocessed_dir, "preprocessed")] if self.preprocessed_dir else [])
+
     def _same_id(self, root: Path | None) -> list[Path]:
+        """``DatasetNNN_*`` entries of this id in ``root`` (folders, or symbolic links to folders)."""
         if root is None or not root.is_dir():
             return []
         prefix = f"Dataset{self.dataset_id:03d}_"
-        return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix))
+        return sorted(p for p in root.iterdir() if p.name.startswith(prefix) and (p.is_dir() or p.is_symlink()))
+
+    def _check_folders(self) -> None:
+        """Distinct roots, writable, sources outside them, and a name the file system can store (see safety)."""
+        roots = {"--raw-dir": self.raw_dir, "--preprocessed-dir": self.preprocessed_dir,
+                 "nnUNet_results": self.results_dir}
+        check_folders(roots, self.sources)
+        longest = name_max(self.raw_dir) - len(f"{PARTIAL_PREFIX}000-{2**22}.old-")
+        if len(os.fsencode(self.dataset_name)) > longest:
+            raise UserError(f"--name: {self.dataset_name!r} is too long for the file system in {self.raw_dir} "
+                            f"(at most {longest} bytes for DatasetNNN_<name>)")
+        for root, kind in self._roots():
+            check_writable_folder(root, f"the {kind} folder")
 
     def _check_ids(self) -> None:
-        if self.overwrite:
-            return
-        for existing in self._same_id(self.raw_dir):
-            raise UserError(f"{existing}: id {self.dataset_id} is already used (pass --overwrite to replace it)")
-        for existing in self._same_id(self.preprocessed_dir):
-            if existing.name != self.dataset_name:
-                raise UserError(
-                    f"{existing}: id {self.dataset_id} is already used by another dataset in nnUNet_preprocessed "
-                    "(pass --overwrite to replace it)"
-                )
+        """Without ``overwrite``: the id must be free. With it: everything it would remove must be replaceable."""
+        for root, kind in self._roots():
+            for existing in self._same_id(root):
+                if self.overwrite:
+                    check_replaceable(existing, kind)
+                elif kind == "raw":
+                    raise UserError(f"{existing}: id {self.dataset_id} is already used "
+                                    "(pass --overwrite to replace it)")
+                elif existing.name != self.dataset_name:
+                    raise UserError(
+                        f"{existing}: id {self.dataset_id} is already used by another dataset in nnUNet_preprocessed "
+                        "(pass --overwrite to replace it)"
+                    )
 
     def __enter__(self) -> RawDatasetWriter:
-        self._check_ids()
+        self._check_folders()
         self.raw_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.raw_dir.glob(f"{_PARTIAL_PREFIX}{self.dataset_id:03d}-*"):
-            if not _pid_alive(int(stale.name.rsplit("-", 1)[1])):
-                shutil.rmtree(stale, ignore_errors=True)
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
-        self.staging.mkdir()
+        self._lock.acquire()
+        try:
+            for root, _ in self._roots():
+                recover_partials(root, self.dataset_id, self.staging)
+            self._check_ids()
+            self.staging.mkdir()
+        except BaseException:
+            self._lock.release()
+            raise
         return self
 
     def __exit__(
@@ -220,7 +248,10 @@ class RawDatasetWriter:
             if exc_type is None:
                 self._commit()
         finally:
-            shutil.rmtree(self.staging, ignore_errors=True)
+            try:
+                shutil.rmtree(self.staging, ignore_errors=True)
+            finally:
+                self._lock.release()
 
     # -- cases ---------------------------------------------------------------------------------------------------
     def add(self, case: Case) -> StagedCase:
@@ -307,36 +338,64 @@ class RawDatasetWriter:
         self._publish()
 
     def _publish(self) -> None:
-        replaced = self._same_id(self.raw_dir)
-        trash = [p.with_name(f"{_PARTIAL_PREFIX}old-{p.name}-{os.getpid()}") for p in replaced]
-        for old, tmp in zip(replaced, trash, strict=True):
-            old.rename(tmp)
-        self.staging.rename(self.output)
-        for tmp in trash:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if replaced:
-            log.info("replaced %s", ", ".join(str(p) for p in replaced))
-        self._update_preprocessed()
+        """Swap the staged dataset in (lock held): park every replaced dataset aside, publish, then delete the
+        parked ones. Any failure before the deletion renames everything back: the old dataset stays."""
+        self._check_ids()  # again at publish time: another tool may have added a dataset with this id meanwhile
+        replaced = [p for root, _ in self._roots() for p in self._same_id(root)] if self.overwrite else []
+        parked: list[tuple[Path, Path]] = []
+        created: list[Path] = []
+        try:
+            for old in replaced:
+                aside = aside_name(self.dataset_id, old)
+                old.rename(aside)
+                parked.append((old, aside))
+            self.staging.rename(self.output)
+            created.append(self.output)
+            created += self._write_preprocessed()
+        except BaseException:
+            for path in reversed(created):
+                if path == self.output:
+                    path.rename(self.staging)
+                else:
+                    remove_path(path)
+            for old, aside in reversed(parked):
+                aside.rename(old)
+            raise
+        for old, aside in parked:
+            try:
+                remove_path(aside)
+            except OSError as exc:
+                log.warning("%s: could not delete the replaced dataset (%s); delete it yourself", aside, exc)
+            else:
+                log.info("replaced %s%s", old, " (a symbolic link: only the link was removed)" if old.is_symlink()
+                         or aside.is_symlink() else "")
 
-    def _update_preprocessed(self) -> None:
+    def _write_preprocessed(self) -> list[Path]:
+        """Copy the split files into ``<preprocessed_dir>/DatasetNNN_<name>``; returns what it created."""
         if self.preprocessed_dir is None:
             if self._splits is not None:
                 log.warning(
                     "nnUNet_preprocessed is not set: splits_final.json is only in %s "
                     "(nnUNetv2_plan_and_preprocess copies it from there)", self.output
                 )
-            return
-        if self.overwrite:
-            for stale in self._same_id(self.preprocessed_dir):
-                shutil.rmtree(stale)
-                log.info("removed stale preprocessed data %s", stale)
+            return []
         target = self.preprocessed_dir / self.dataset_name
         if self._splits is None:
             if (target / SPLITS_FILE).exists():
                 log.warning("%s exists and was not written by this run", target / SPLITS_FILE)
-            return
+            return []
+        created = [] if target.exists() else [target]
         target.mkdir(parents=True, exist_ok=True)
         for fname in (SPLITS_FILE, SPLITS_SIDECAR):
             tmp = target / f".{fname}.{os.getpid()}.tmp"
             shutil.copyfile(self.output / fname, tmp)
             os.replace(tmp, target / fname)
+        return created
+
+
+def _resolve(path: str | os.PathLike[str]) -> Path:
+    """Absolute path with symbolic links followed (an empty or multi-line value is an error)."""
+    text = os.fspath(path)
+    if not text.strip() or "\n" in text:
+        raise UserError(f"{text!r}: not a usable folder path (empty or several lines)")
+    return Path(text).expanduser().resolve()

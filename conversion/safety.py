@@ -1,0 +1,208 @@
+"""Guards for the writer's destructive steps (see docs/datasets.md, "Errors and safety").
+
+- :func:`check_folders`: raw, preprocessed and results folders are distinct and not nested, raw/preprocessed are
+  (or can become) writable folders, and no source lies inside the raw or preprocessed folder.
+- :func:`check_replaceable`: ``--overwrite`` removes a ``DatasetNNN_*`` folder only if it looks like the kind of
+  dataset that folder holds (raw or preprocessed), never trained results.
+- :class:`DatasetLock`: one conversion per dataset id and raw folder at a time (``fcntl.flock``, POSIX).
+- :func:`remove_path`: deletes a folder tree, or only the link when the path is a symbolic link.
+- :func:`recover_partials`: what an interrupted run left behind (hidden ``.nnunet-se-partial-*`` folders).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from nnunet_se.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PARTIAL_PREFIX = ".nnunet-se-partial-"
+LOCK_PREFIX = ".nnunet-se-lock-"
+_PARTIAL_RE = re.compile(r"^\.nnunet-se-partial-(?P<id>\d{3})-(?P<pid>\d+)(?:\.old-(?P<orig>Dataset\d{3}_.+))?$")
+RAW_FOLDERS = frozenset({"imagesTr", "labelsTr", "imagesTs", "labelsTs"})
+_RESULTS_HINT = re.compile(r"__|^fold_|^crossval_results|^ensembles$|^postprocessing")
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable_folder(path: Path, label: str) -> None:
+    """``path`` is a writable folder, or can be created as one (nearest existing ancestor is a writable folder)."""
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{path}: {label} is a file, not a folder")
+        target = path
+    else:
+        target = _existing_ancestor(path)
+        if not target.is_dir():
+            raise UserError(f"{path}: {label} cannot be created, {target} is a file")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UserError(f"{target}: {label} is not writable")
+
+
+def name_max(path: Path) -> int:
+    """Longest file name (bytes) the file system at ``path`` (or its nearest existing ancestor) allows."""
+    try:
+        return int(os.pathconf(_existing_ancestor(path), "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def check_folders(roots: dict[str, Path | None], sources: Sequence[Path]) -> None:
+    """Every two of ``roots`` (option label -> resolved folder or None) are distinct and not nested, and no source
+    lies inside any of them. Paths must already be resolved (symbolic links followed)."""
+    named = [(label, path) for label, path in roots.items() if path is not None]
+    for i, (label_a, a) in enumerate(named):
+        for label_b, b in named[i + 1:]:
+            if a == b:
+                raise UserError(f"{a}: {label_a} and {label_b} are the same folder; they must be distinct")
+            if _inside(a, b) or _inside(b, a):
+                (inner_label, inner), (outer_label, outer) = ((label_a, a), (label_b, b)) if _inside(a, b) else (
+                    (label_b, b), (label_a, a))
+                raise UserError(f"{inner}: {inner_label} lies inside {outer_label} {outer}; they must be separate")
+    for source in sources:
+        for label, root in named:
+            if _inside(source, root):
+                raise UserError(f"{source}: the source lies inside {label} {root}, which the converter writes to; "
+                                "move it out first")
+
+
+def check_replaceable(path: Path, kind: str) -> None:
+    """Raise unless ``--overwrite`` may remove ``path``: a symbolic link (only the link goes), an empty folder, a raw
+    dataset (``kind="raw"``: ``dataset.json`` plus only imagesTr/labelsTr/imagesTs/labelsTs folders) or a
+    preprocessed dataset (``kind="preprocessed"``: json/pkl files and flat data folders, nothing of a results
+    layout such as ``Trainer__Plans__config`` or ``fold_N`` and no raw image folders)."""
+    if path.is_symlink():
+        return
+    entries = sorted(path.iterdir())
+    if not entries:
+        return
+    if kind == "raw":
+        odd = [e.name for e in entries if e.is_dir() and e.name not in RAW_FOLDERS]
+        if not (path / "dataset.json").is_file():
+            odd.insert(0, "no dataset.json")
+    else:
+        odd = [e.name for e in entries if _RESULTS_HINT.search(e.name) or e.name in RAW_FOLDERS
+               or (e.is_file() and e.suffix not in (".json", ".pkl"))
+               or (e.is_dir() and not e.is_symlink() and any(sub.is_dir() for sub in e.iterdir()))]
+    if odd:
+        raise UserError(
+            f"{path}: does not look like an nnU-Net {kind} dataset ({', '.join(odd[:3])}); --overwrite only replaces "
+            f"{kind} datasets, so remove or rename it yourself"
+        )
+
+
+def remove_path(path: Path) -> None:
+    """Delete ``path``: a symbolic link (or file) is unlinked, its target kept; a real folder is removed."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
+
+
+def aside_name(dataset_id: int, folder: Path) -> Path:
+    """Where :meth:`RawDatasetWriter` parks a dataset it replaces until the new one is published."""
+    return folder.with_name(f"{PARTIAL_PREFIX}{dataset_id:03d}-{os.getpid()}.old-{folder.name}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def recover_partials(root: Path, dataset_id: int, own_staging: Path) -> None:
+    """Handle hidden folders that an interrupted run for ``dataset_id`` left in ``root`` (call with the lock held).
+
+    Only names of the converter's exact pattern with this id and a dead process id are touched: a staging folder is
+    deleted (partial output), a parked old dataset is renamed back when no dataset with this id exists (the
+    replacement was never published), else kept and reported. Anything else with the prefix is reported, never
+    touched.
+    """
+    if not root.is_dir():
+        return
+    for path in sorted(root.glob(f"{PARTIAL_PREFIX}*")):
+        match = _PARTIAL_RE.match(path.name)
+        if path == own_staging and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # our pid, so its process is gone: a stale folder of an earlier process
+            continue
+        if match is None or int(match["id"]) != dataset_id:
+            if match is None:
+                log.warning("%s: not made by nnunet-se-convert (unexpected name); left alone", path)
+            continue
+        if path.is_symlink() or not path.is_dir() or _pid_alive(int(match["pid"])):
+            log.warning("%s: left alone (not a folder, or its process %s is still running)", path, match["pid"])
+            continue
+        if match["orig"] is None:
+            shutil.rmtree(path)
+            log.info("removed %s, left by an interrupted conversion", path)
+            continue
+        same_id = [p for p in root.glob(f"Dataset{dataset_id:03d}_*")]
+        if same_id:
+            log.warning("%s: the dataset %s replaced by an interrupted --overwrite (the new %s exists); "
+                        "delete it yourself once you no longer need it", path, match["orig"], same_id[0].name)
+        else:
+            path.rename(root / match["orig"])
+            log.warning("restored %s from an interrupted --overwrite", root / match["orig"])
+
+
+class DatasetLock:
+    """Exclusive per-id lock file ``<root>/.nnunet-se-lock-NNN`` (``flock``; released when the process ends)."""
+
+    def __init__(self, root: Path, dataset_id: int) -> None:
+        self.path = root / f"{LOCK_PREFIX}{dataset_id:03d}"
+        self.dataset_id = dataset_id
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`UserError` naming the running conversion's process id."""
+        for _ in range(5):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise UserError(
+                    f"{self.path}: another conversion (pid {holder}) is writing dataset id {self.dataset_id} into "
+                    f"{self.path.parent}; wait for it to finish"
+                ) from None
+            try:
+                same_file = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:  # not unlinked by a releasing holder between our open and flock
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return
+            os.close(fd)
+        raise UserError(f"{self.path}: could not take the lock for dataset id {self.dataset_id}; try again")
+
+    def release(self) -> None:
+        """Remove the lock file, then unlock (a waiting opener then sees a fresh file, see :meth:`acquire`)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
