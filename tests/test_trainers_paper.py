@@ -378,6 +378,26 @@ def test_paper_cli_training_validates_exactly_the_held_out_cases(nnunet_e2e) -> 
     assert final[CHECKPOINT_KEY]["lr_scheduler"]["last_epoch"] == 1
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("nnunet_e2e")
+def test_paper_val_and_find_best_configuration(nnunet_e2e, tmp_path: Path) -> None:
+    """``--val`` and ``nnUNetv2_find_best_configuration`` on the [0, z]-headed paper network (predict: auto tests)."""
+    import shutil
+
+    run, trainer = nnunet_e2e, "nnUNetTrainerPaperMono"
+    source = run.model_folder(trainer)
+    results = tmp_path / "results"
+    shutil.copytree(source, results / run.dataset_name / source.name)
+    summary = results / run.dataset_name / source.name / "fold_0" / "validation" / "summary.json"
+    summary.unlink()
+    run.train(trainer, "--val", "--npz", nnUNet_results=str(results))
+    assert json.loads(summary.read_text())["foreground_mean"]["Dice"] >= 0
+    run.run("nnUNetv2_find_best_configuration", str(run.dataset_id), "-c", run.configuration, "-tr", trainer,
+            "-f", "0", "-np", "1", nnUNet_results=str(results))
+    inference = json.loads((results / run.dataset_name / "inference_information.json").read_text())
+    assert inference["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == trainer
+
+
 @pytest.mark.real
 def test_es_split_on_converted_busi_samples(real_samples: Path, tmp_path: Path) -> None:
     """Real BUSI samples through ``nnunet-se-convert``: per fold, the ES set is stratified, grouped and disjoint."""

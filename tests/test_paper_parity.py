@@ -1,0 +1,162 @@
+"""The paper trainers' networks and loss against the authors' TF/Keras code (issue 11).
+
+Oracles: the trainable-parameter counts of the authors' Keras models (TF/Keras 2.14, 224x224x3 input), Keras'
+initialiser definitions, a hand-computed bilinear upsampling and a hand-computed loss value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nnunet_se.injection import RecalibrationSlot, inject_recalibration
+from nnunet_se.trainers.auto import nnUNetTrainerMono
+from nnunet_se.trainers.paper import PAPER_TRAINERS, nnUNetTrainerPaperMono
+from nnunet_se.trainers.paper_loss import PaperLoss
+from nnunet_se.trainers.paper_network import build_paper_unet
+
+AUTHORS_TRAINABLE = {  # model.count_params() of the authors' models, trainable weights only
+    "nnUNetTrainerPaper": 1_946_881,
+    "nnUNetTrainerPaperCSE": 1_968_721,
+    "nnUNetTrainerPaperSCSE": 1_968_948,
+    "nnUNetTrainerPaperSRM": 1_947_335,
+    "nnUNetTrainerPaperFCA": 1_968_721,
+    "nnUNetTrainerPaperMono": 1_969_169,
+}
+# not in the authors' table: cSE-NS = cSE minus the skip halves of the 3 first decoder convs, 9 (128² + 64² + 32²)
+DERIVED_TRAINABLE = {"nnUNetTrainerPaperCSENoSkip": 1_968_721 - 9 * (128**2 + 64**2 + 32**2)}
+
+
+class _Config:
+    patch_size = [224, 224]
+
+
+def _network(name: str) -> nn.Module:
+    return PAPER_TRAINERS[name].build_network_architecture(None, _Config(), 3, 2, enable_deep_supervision=False)
+
+
+def _trainable(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def _backbone_convs(net: nn.Module) -> list[nn.Conv2d]:
+    """Convs of the U-Net itself (not inside the injected recalibration modules)."""
+    inside = {id(m) for slot in net.modules() if isinstance(slot, RecalibrationSlot) for m in slot.modules()}
+    return [m for m in net.modules() if isinstance(m, nn.Conv2d) and id(m) not in inside]
+
+
+@pytest.mark.parametrize("name", sorted({**AUTHORS_TRAINABLE, **DERIVED_TRAINABLE}))
+def test_trainable_parameters_equal_the_authors_models(name: str) -> None:
+    assert _trainable(_network(name)) == {**AUTHORS_TRAINABLE, **DERIVED_TRAINABLE}[name]
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_TRAINERS))
+def test_every_parameter_gets_a_gradient(name: str) -> None:
+    torch.manual_seed(0)
+    net = _network(name).train()
+    x = torch.rand(2, 3, 64, 64)
+    target = (torch.rand(2, 1, 64, 64) > 0.7).long()
+    PaperLoss()(net(x), target).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerPaper", "nnUNetTrainerPaperMono", "nnUNetTrainerPaperCSENoSkip"])
+def test_keras_initialisation(name: str) -> None:
+    """3x3 convs: HeNormal (std sqrt(2 / fan_in), truncated at 2 s), zero bias; 1x1 head: GlorotUniform, zero bias."""
+    torch.manual_seed(1)
+    convs = _backbone_convs(_network(name))
+    assert [c.kernel_size for c in convs] == [(3, 3)] * 14 + [(1, 1)]
+    for conv in convs[:-1]:
+        weight = conv.weight.detach()
+        fan_in = conv.in_channels * 9
+        he = math.sqrt(2.0 / fan_in)
+        assert abs(float(weight.std()) / he - 1) < 0.15, conv
+        assert float(weight.abs().max()) <= 2 * he / 0.87962566103423978 + 1e-7  # Keras' truncation
+        assert not conv.bias.any()
+    head = convs[-1].weight.detach()
+    limit = math.sqrt(6.0 / (32 + 1))
+    assert head.shape == (1, 32, 1, 1) and limit / 2 < float(head.abs().max()) <= limit
+    assert not convs[-1].bias.any()
+
+
+def test_decoder_upsamples_bilinearly_without_learned_upsampling() -> None:
+    net = build_paper_unet(3, 2)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
+    up = net.decoder.upsample
+    assert isinstance(up, nn.Upsample) and up.mode == "bilinear" and not up.align_corners
+    # Keras UpSampling2D(bilinear) of [[0, 1], [2, 3]] (half-pixel centres, edges clamped), worked by hand:
+    # along each axis [a, b] -> [a, (3a + b) / 4, (a + 3b) / 4, b]; the input is 2 * row + col, so is the output
+    rows, cols = np.array([0, 0.25, 0.75, 1]), np.array([0, 0.25, 0.75, 1])
+    expected = 2 * rows[:, None] + cols[None, :]
+    assert np.allclose(up(torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])).numpy()[0, 0], expected)
+    stage = net.decoder.stages[0]
+    assert stage[0][0].in_channels == 256 + 128 and stage[1][0].in_channels == 128
+
+
+def test_two_channel_head_is_the_sigmoid_head() -> None:
+    """Logits [0, z]: softmax gives sigmoid(z) as foreground, argmax gives z > 0."""
+    torch.manual_seed(2)
+    net = build_paper_unet(3, 2).eval()
+    captured: list[torch.Tensor] = []
+    net.decoder.head.conv.register_forward_hook(lambda module, args, out: captured.append(out))
+    with torch.no_grad():
+        logits = net(torch.rand(1, 3, 32, 32))
+    (z,) = captured
+    assert z.shape == (1, 1, 32, 32)
+    assert torch.allclose(torch.softmax(logits, 1)[:, 1:], torch.sigmoid(z), atol=1e-6)
+    assert torch.equal(logits.argmax(1, keepdim=True), (z > 0).long())
+
+
+def test_loss_by_hand() -> None:
+    """z = 0 (p = 1/2) on two 2x2 images, one all foreground, one empty:
+    BCE = ln 2; Dice losses 1 - 4/6 and 1 - 1e-12/(2 + 1e-12); loss = 0.5 ln 2 + 0.5 (1/3 + 1) / 2."""
+    logits = torch.zeros(2, 2, 2, 2)
+    target = torch.stack([torch.ones(1, 2, 2), torch.zeros(1, 2, 2)]).long()
+    expected = 0.5 * math.log(2) + 0.5 * (1 / 3 + 1.0) / 2
+    assert float(PaperLoss()(logits, target)) == pytest.approx(expected, rel=1e-6)
+    assert float(PaperLoss()(logits + 3.0, target)) == pytest.approx(expected, rel=1e-6)  # softmax shift
+
+
+def test_loss_matches_the_authors_formula_in_numpy() -> None:
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 3, (3, 1, 5, 4))
+    y = (rng.random((3, 1, 5, 4)) > 0.6).astype(float)
+    p = 1 / (1 + np.exp(-z))
+    bce = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    inter, sums = (p * y).reshape(3, -1).sum(1), (p + y).reshape(3, -1).sum(1)
+    dice = (2 * inter + 1e-12) / (sums + 1e-12)
+    expected = 0.5 * bce + 0.5 * np.mean(1 - dice)
+    logits = torch.from_numpy(np.concatenate([np.zeros_like(z), z], 1))
+    assert float(PaperLoss()(logits, torch.from_numpy(y).long())) == pytest.approx(expected, rel=1e-5)
+
+
+def _mono_eval_net(minmax: str) -> nn.Module:
+    torch.manual_seed(4)
+    net = build_paper_unet(3, 2)
+    inject_recalibration(net, "mono", "paper", patch_size=(32, 32), minmax=minmax)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):  # non-trivial BatchNorm running statistics
+            net(torch.rand(4, 3, 32, 32) * 2)
+    return net.eval()
+
+
+def test_mono_prediction_does_not_depend_on_the_batch() -> None:
+    assert nnUNetTrainerPaperMono.recalibration_options == {"minmax": "sample"}
+    assert nnUNetTrainerMono.recalibration_options == {"minmax": "sample"}
+    torch.manual_seed(5)
+    batch = torch.rand(4, 3, 32, 32) * torch.tensor([1.0, 5.0, 0.2, 3.0]).view(4, 1, 1, 1)
+    outputs = {}
+    for minmax in ("sample", "batch"):
+        net = _mono_eval_net(minmax)
+        with torch.no_grad():
+            outputs[minmax] = (net(batch[:1]), net(batch)[:1])
+    alone, in_batch = outputs["sample"]
+    assert torch.allclose(alone, in_batch, atol=1e-5)
+    alone, in_batch = outputs["batch"]  # the authors' batch-wise min-max: the other cases change the prediction
+    assert not torch.allclose(alone, in_batch, atol=1e-3)
