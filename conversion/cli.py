@@ -8,6 +8,7 @@ import signal
 from collections.abc import Sequence
 
 from nnunet_se.conversion.converter import DatasetRules, Options, conversion_metadata, convert
+from nnunet_se.conversion.safety import os_errors_as_user_errors
 from nnunet_se.conversion.sources import collect_sources
 from nnunet_se.conversion.splits import SCHEMES, check_authors_options
 from nnunet_se.conversion.writer import RawDatasetWriter, install_sigterm_handler
@@ -24,11 +25,22 @@ def _rules(dataset: str) -> DatasetRules:
     return RULES
 
 
+MAX_SIZE = 8192
+"""Largest ``--size``: 8192x8192 RGB is 200 MB per image in memory."""
+MAX_SEED = 2**32 - 1
+
+
 def _size(value: str) -> int | None:
     if value == "native":
         return None
-    if not value.isdigit() or int(value) < 8:
-        raise argparse.ArgumentTypeError("expected a side length in pixels (e.g. 224) or 'native'")
+    if not value.isdigit() or not 8 <= int(value) <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"expected a side length of 8-{MAX_SIZE} pixels (e.g. 224) or 'native'")
+    return int(value)
+
+
+def _seed(value: str) -> int:
+    if not value.isdigit() or int(value) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED} (scikit-learn's seed range)")
     return int(value)
 
 
@@ -45,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=_size, default=224, help="square side in pixels, or 'native' (default 224)")
     parser.add_argument("--splits", choices=SCHEMES, default="paper", help="fold scheme (default paper)")
     parser.add_argument("--folds", type=int, help="number of folds (default: paper 10, authors 5)")
-    parser.add_argument("--seed", type=int, default=42, help="split seed (default 42, the authors' BUSI seed)")
+    parser.add_argument("--seed", type=_seed, default=42, help="split seed (default 42, the authors' BUSI seed)")
     parser.add_argument("--include-normal", action="store_true", help="BUSI: keep the 'normal' class")
     parser.add_argument("--dedupe", action="store_true", help="drop duplicates (keep one per group)")
     parser.add_argument("--workers", type=int, default=_default_workers(), help="processes (default: all cores)")
@@ -76,7 +88,7 @@ def _convert(argv: Sequence[str]) -> int:
     files = collect_sources(args.source)
     writer = RawDatasetWriter(
         args.raw_dir, args.id, args.name or rules.default_name, overwrite=args.overwrite,
-        preprocessed_dir=args.preprocessed_dir, metadata=conversion_metadata(rules, options),
+        preprocessed_dir=args.preprocessed_dir, metadata=conversion_metadata(rules, options), sources=args.source,
     )
     previous = install_sigterm_handler()
     try:
@@ -97,4 +109,4 @@ def _convert(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("nnunet-se-convert", _convert, argv)
+    return run_cli("nnunet-se-convert", os_errors_as_user_errors(_convert), argv)

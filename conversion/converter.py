@@ -76,11 +76,16 @@ def is_image(file: SourceFile) -> bool:
 
 
 def pair_files(
-    images: Iterable[tuple[str, SourceFile]], masks: Iterable[tuple[str, SourceFile]], require_mask: bool = True
+    images: Iterable[tuple[str, SourceFile]],
+    masks: Iterable[tuple[str, SourceFile]],
+    require_mask: bool = True,
+    mask_folder: str | None = None,
 ) -> Iterator[tuple[str, SourceFile, tuple[SourceFile, ...]]]:
     """Join (key, image) with (key, mask) pairs: every image needs a mask (if required), every mask an image.
 
-    No images at all yields nothing (the caller reports the layout), whatever masks there are.
+    No images at all yields nothing (the caller reports the layout), whatever masks there are. ``mask_folder``
+    names the folder expected beside the images' folder: when masks are required and there are none at all, the
+    error names that missing folder instead of the first image.
     """
     by_key: dict[str, SourceFile] = {}
     for key, image in images:
@@ -89,6 +94,11 @@ def pair_files(
         by_key[key] = image
     if not by_key:
         return
+    masks = list(masks)
+    if require_mask and not masks and mask_folder is not None:
+        first = by_key[min(by_key)]
+        raise UserError(f"{first.sibling_folder(mask_folder)}: masks folder is missing or has no masks "
+                        f"(expected beside {first.sibling_folder(first.parent_name)})")
     masks_of: dict[str, list[SourceFile]] = {}
     for key, mask in masks:
         if key not in by_key:
@@ -134,8 +144,14 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and cleans up
 
 
-def run_parallel(tasks: Sequence[Any], func: Callable[[Any], StagedCase], workers: int) -> list[StagedCase]:
-    """``func`` over ``tasks`` in ``workers`` processes (fork where available) with a tqdm bar; results in order."""
+def run_parallel(
+    tasks: Sequence[Any], func: Callable[[Any], StagedCase], workers: int, costs: Sequence[float] | None = None
+) -> list[StagedCase]:
+    """``func`` over ``tasks`` in ``workers`` processes (fork where available) with a tqdm bar; results in order.
+
+    With ``costs`` (e.g. source bytes per task), processes take the costliest tasks first, so that no large task
+    is left running alone at the end (longest-processing-time-first scheduling).
+    """
     bar = tqdm(total=len(tasks), unit="img", desc="converting", disable=None)
     try:
         if workers <= 1 or len(tasks) <= 1:
@@ -147,12 +163,13 @@ def run_parallel(tasks: Sequence[Any], func: Callable[[Any], StagedCase], worker
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_worker_init)
+        order = sorted(range(len(tasks)), key=lambda i: -costs[i]) if costs is not None else range(len(tasks))
         try:
-            out = []
-            for result in executor.map(func, tasks):
-                out.append(result)
+            results: dict[int, StagedCase] = {}
+            for i, result in zip(order, executor.map(func, [tasks[i] for i in order]), strict=True):
+                results[i] = result
                 bar.update()
-            return out
+            return [results[i] for i in range(len(tasks))]
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
     finally:
@@ -182,7 +199,8 @@ def convert(
     if not any(c.subset == "train" for c in cases):
         raise UserError(f"{sources_label}: empty or wrong layout; expected {rules.layout}")
     tasks = [(c, options.size, rules.mask_threshold, writer.staging) for c in cases]
-    for staged in run_parallel(tasks, convert_case, options.workers):
+    costs = [c.image.nbytes() + sum(m.nbytes() for m in c.masks) for c in cases]
+    for staged in run_parallel(tasks, convert_case, options.workers, costs):
         writer.record(staged)
     groups = writer.duplicate_groups()
     for group in groups:

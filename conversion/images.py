@@ -10,6 +10,7 @@ keeps both sides >= the target) before the exact bilinear resize.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,44 +33,60 @@ class Decoded:
     notes: list[str] = field(default_factory=list)
 
 
-def _open(data: bytes, name: str, target: int | None) -> Image.Image:
+def _open(data: bytes, name: str, target: int | None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decoded image and its size before any reduced-scale (``draft``) JPEG decode."""
     try:
         image = Image.open(io.BytesIO(data))
+        size = image.size
         if target is not None and image.format == "JPEG":
             image.draft("RGB", (target, target))
         image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"{name}: corrupt or truncated image ({exc})") from exc
-    return image
+    return image, size
 
 
-def _original_size(data: bytes, image: Image.Image) -> tuple[int, int]:
-    """Size before any draft scaling (Pillow reports the reduced size after ``draft``)."""
-    if image.format == "JPEG":
-        return Image.open(io.BytesIO(data)).size
-    return image.size
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _to_8bit(arr: np.ndarray) -> np.ndarray:
-    """16/32-bit integer grey -> uint8 (value * 255 / 65535, rounded) when it exceeds 255, else cast."""
-    if arr.max(initial=0) <= 255:
-        return arr.astype(np.uint8)
-    return ((arr.astype(np.uint64) * 255 + 32767) // 65535).clip(0, 255).astype(np.uint8)
+def _is_16bit(image: Image.Image, name: str) -> bool:
+    """Whether ``image`` holds 16-bit grey. Pillow opens 16-bit grey as ``I;16*`` (or ``I`` for PNG); any other
+    32-bit integer or float image has no known bit depth and raises :class:`UserError`."""
+    if image.mode in _SIXTEEN_BIT or (image.mode == "I" and image.format == "PNG"):
+        return True
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise UserError(f"{name}: {kind} image; only 8- and 16-bit images have a known range to scale to 8 bits")
+    return False
+
+
+def _16_to_8bit(arr: np.ndarray) -> np.ndarray:
+    """16-bit grey -> uint8 by the bit depth: round(value * 255 / 65535), whatever the image's own maximum."""
+    return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _png_bit_depth(data: bytes) -> int | None:
+    """The bit depth in a PNG's IHDR (byte 24), or None for other formats."""
+    return data[24] if data[:8] == _PNG_SIGNATURE and len(data) > 24 else None
 
 
 def decode_image(data: bytes, name: str, target: int | None) -> Decoded:
     """Decode to RGB uint8; grey, palette, CMYK, opaque RGBA and 16-bit inputs are converted (and noted).
 
+    16-bit grey is scaled by its bit depth (value x 255 / 65535, rounded), never by its own maximum, so the same
+    content gives the same output whatever its brightest pixel; 16-bit RGB(A) PNGs keep Pillow's high byte.
     An alpha channel with transparent pixels cannot be dropped safely and raises :class:`UserError`.
     """
-    image = _open(data, name, target)
-    size = _original_size(data, image)
+    image, size = _open(data, name, target)
     notes: list[str] = []
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = _to_8bit(np.asarray(image))
-        notes.append("16-bit grey scaled to 8-bit and replicated to RGB")
+    if _is_16bit(image, name):
+        arr = _16_to_8bit(np.asarray(image))
+        notes.append("16-bit grey scaled to 8-bit (x 255/65535) and replicated to RGB")
         return Decoded(Image.fromarray(arr).convert("RGB"), size, notes)
+    if mode in ("RGB", "RGBA") and _png_bit_depth(data) == 16:
+        notes.append(f"16-bit {mode} reduced to 8-bit (high byte, as Pillow reads it)")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA"))
         if rgba[:, :, 3].min() < 255:
@@ -84,19 +101,29 @@ def decode_image(data: bytes, name: str, target: int | None) -> Decoded:
     return Decoded(image, size, notes)
 
 
+def _lut(foreground: Callable[[int], bool]) -> list[int]:
+    return [255 if foreground(v) else 0 for v in range(256)]
+
+
+_NONZERO = _lut(bool)
+
+
 def decode_mask(data: bytes, name: str, threshold: int | None) -> Decoded:
     """Decode a mask to an L image with values 0/255.
 
-    With ``threshold`` (lossy JPEG masks), foreground = grey value >= threshold. Without it (lossless masks) the
-    values must already be binary: {0, 1}, {0, 255} or {0, 65535} (one of them may be absent), else
-    :class:`UserError`. Colour masks are reduced to grey (ITU-R 601 luma), alpha is ignored.
+    With ``threshold`` (lossy JPEG masks), foreground = 8-bit grey value >= threshold (16-bit masks are first
+    scaled by their bit depth). Without it (lossless masks) the values must already be binary: {0, 1}, {0, 255}
+    or {0, 65535} (one of them may be absent), else :class:`UserError`. Colour masks are reduced to grey
+    (ITU-R 601 luma), alpha is ignored.
     """
-    image = _open(data, name, None)
+    image, size = _open(data, name, None)
     notes: list[str] = []
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    sixteen_bit = _is_16bit(image, name)
+    if sixteen_bit:
         arr = np.asarray(image)
         values = np.unique(arr).tolist()
-        grey = Image.fromarray(_to_8bit(arr))
+        # lossy: scaled by the bit depth; lossless: any non-zero value (the values are checked binary below)
+        grey = Image.fromarray(_16_to_8bit(arr) if threshold is not None else ((arr != 0) * 255).astype(np.uint8))
         notes.append("16-bit mask")
     else:
         if image.mode not in ("L", "1"):
@@ -104,14 +131,14 @@ def decode_mask(data: bytes, name: str, threshold: int | None) -> Decoded:
         grey = image if image.mode == "L" else image.convert("L")
         values = [v for v, count in enumerate(grey.histogram()) if count]  # C histogram: no sort of H*W values
     if threshold is not None:
-        return Decoded(grey.point([255 if v >= threshold else 0 for v in range(256)]), image.size, notes)
+        return Decoded(grey.point(_lut(lambda v: v >= threshold)), size, notes)
     top = int(values[-1])
     if len(values) > 2 or not set(values) <= {0, top} or top not in (0, 1, 255, 65535):
         shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
         raise UserError(f"{name}: mask values [{shown}] are not binary (expected 0 and 255, or 0 and 1)")
-    if top == 1:
-        grey = grey.point([255 if v else 0 for v in range(256)])
-    return Decoded(grey, image.size, notes)
+    if top == 1 and not sixteen_bit:  # 8-bit {0, 1} mask (16-bit ones are already 0/255)
+        grey = grey.point(_NONZERO)
+    return Decoded(grey, size, notes)
 
 
 def union(masks: list[Image.Image]) -> Image.Image:

@@ -26,7 +26,7 @@ def find_cases(files: list[SourceFile], include_normal: bool) -> list[CaseSource
         masks = [(f.stem.removesuffix(_SUFFIX), f) for f in gts]
         cases += [
             CaseSource(key, image, ms, subset=subset)
-            for key, image, ms in pair_files(images, masks, require_mask=required or bool(gts))
+            for key, image, ms in pair_files(images, masks, require_mask=required or bool(gts), mask_folder=gt_dir)
         ]
     return cases
 

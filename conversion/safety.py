@@ -16,12 +16,14 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from nnunet_se.errors import UserError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 PARTIAL_PREFIX = ".nnunet-se-partial-"
 LOCK_PREFIX = ".nnunet-se-lock-"
@@ -206,3 +208,17 @@ class DatasetLock:
         finally:
             os.close(self._fd)
             self._fd = None
+
+
+def os_errors_as_user_errors(func: Callable[[Sequence[str]], _T]) -> Callable[[Sequence[str]], _T]:
+    """``func`` with any :class:`OSError` (disk full, permissions, names too long, ...) re-raised as a one-line
+    :class:`UserError` naming the file(s) involved."""
+
+    def run(argv: Sequence[str]) -> _T:
+        try:
+            return func(argv)
+        except OSError as exc:
+            where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None) or "file system"
+            raise UserError(f"{where}: {exc.strerror or exc}") from exc
+
+    return run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,14 +56,46 @@ class SourceFile:
         parts = self.parts
         return parts[-2] if len(parts) > 1 else ""
 
+    def sibling_folder(self, name: str) -> str:
+        """How to show the folder ``name`` beside this file's folder (``/abs/root/name`` or ``archive.zip:name``)."""
+        if self.archive is None:
+            return str(Path(self.path).parent.parent / name)
+        return f"{self.archive}:{PurePosixPath(self.path).parent.parent / name}"
+
+    def nbytes(self) -> int:
+        """Stored size in bytes (compressed size for archive members; 0 if unreadable): a cost estimate."""
+        try:
+            if self.archive is None:
+                return os.stat(self.path).st_size
+            return _open_zip(self.archive).getinfo(self.path).compress_size
+        except (OSError, KeyError, zipfile.BadZipFile):
+            return 0
+
     def read(self) -> bytes:
         """The file's bytes; an unreadable file or archive member raises :class:`UserError` naming it."""
         try:
             if self.archive is None:
                 return Path(self.path).read_bytes()
-            return _open_zip(self.archive).read(self.path)
-        except (OSError, zipfile.BadZipFile, KeyError, EOFError) as exc:
+            archive = _open_zip(self.archive)
+            _check_member(archive.getinfo(self.path), self.display)
+            return archive.read(self.path)
+        except (OSError, zipfile.BadZipFile, KeyError, EOFError, zlib.error) as exc:
             raise UserError(f"{self.display}: cannot read ({exc})") from exc
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+_ZIP_METHOD_NAMES = {9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd", 99: "AES"}
+
+
+def _check_member(info: zipfile.ZipInfo, display: str) -> None:
+    """Encrypted members and compression methods Python's zipfile cannot read raise :class:`UserError`."""
+    if info.flag_bits & 0x1:
+        raise UserError(f"{display}: encrypted zip member (password-protected archives are not supported; "
+                        "extract it with a password-aware tool and pass the folder)")
+    if info.compress_type not in _ZIP_METHODS:
+        method = _ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        raise UserError(f"{display}: unsupported zip compression ({method}); extract the archive with a tool that "
+                        "supports it (e.g. 7z or unzip) and pass the folder")
 
 
 @lru_cache(maxsize=16)
@@ -85,23 +118,48 @@ def _zip_members(archive: Path) -> list[SourceFile]:
     return out
 
 
+def _walk(root: Path) -> Iterable[Path]:
+    """Files under ``root`` in sorted order, following symbolic links to folders (each real folder once)."""
+    seen: set[Path] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = Path(folder).resolve()
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(names):
+            yield Path(folder) / name
+
+
 def collect_sources(paths: Iterable[str | os.PathLike[str]]) -> list[SourceFile]:
     """All files under the given folders and zip archives, sorted by ``rel`` (deterministic order).
 
-    Raises :class:`UserError` for a missing path, an unreadable archive, or a plain file that is not a zip.
+    Symbolic links (to folders or files) are followed. Raises :class:`UserError` for a missing path, a source given
+    twice or inside another, an unreadable archive, or a plain file that is not a zip.
     """
-    files: list[SourceFile] = []
+    given: dict[Path, str] = {}
     for raw in paths:
-        path = Path(raw).expanduser().resolve()
+        text = os.fspath(raw)
+        if not text.strip() or "\n" in text:
+            raise UserError(f"{text!r}: not a usable source path (empty or several lines)")
+        path = Path(text).expanduser().resolve()
+        if path in given:
+            raise UserError(f"{text}: the same source is given twice ({given[path]} is {path})")
+        outer = next((g for g in given if g in path.parents or path in g.parents), None)
+        if outer is not None:
+            inner, container = (path, outer) if outer in path.parents else (outer, path)
+            raise UserError(f"{inner}: this source lies inside the other source {container}; give only one of them")
+        given[path] = text
+    files: list[SourceFile] = []
+    for path in given:
         if path.is_dir():
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                for name in sorted(names):
-                    full = Path(root) / name
-                    if name.lower().endswith(".zip"):
-                        files.extend(_zip_members(full))
-                    elif not name.startswith("."):
-                        files.append(SourceFile(rel=full.relative_to(path).as_posix(), path=str(full)))
+            for full in _walk(path):
+                name = full.name
+                if name.lower().endswith(".zip"):
+                    files.extend(_zip_members(full))
+                elif not name.startswith(".") and full.is_file():
+                    files.append(SourceFile(rel=full.relative_to(path).as_posix(), path=str(full)))
         elif path.is_file():
             if not zipfile.is_zipfile(path):
                 raise UserError(f"{path}: unreadable archive, expected a folder or a zip file")
