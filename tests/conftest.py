@@ -26,5 +26,15 @@ def real_samples() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def authors_excitations(real_samples: Path) -> Path:
+    """The authors' stored Fig. 3 excitations, ``authors_excitations/`` beside the real samples (same gating:
+    skipped outside CI without ``NNUNET_SE_REAL_SAMPLES``, an error in CI when the folder is missing)."""
+    path = real_samples.parent / "authors_excitations"
+    if not (path / "fig3_published.json").is_file():
+        pytest.fail(f"{path}/fig3_published.json is missing (expected beside NNUNET_SE_REAL_SAMPLES)")
+    return path
+
+
 # End-to-end nnU-Net session fixtures (tests/nnunet_e2e.py): nnunet_preprocessed, nnunet_e2e.
 from nnunet_e2e import nnunet_e2e, nnunet_preprocessed  # noqa: E402, F401

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
+from nnunet_se.errors import UserError
 from nnunet_se.injection import inject_recalibration
 from nnunet_se.trainers.paper import build_paper_unet
 
@@ -74,6 +75,33 @@ def test_tiles_are_averaged_and_hooks_removed() -> None:
         np.testing.assert_allclose(vectors[depth], mean, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(batched[depth], mean, rtol=1e-4, atol=1e-6)
     assert all(not gate._forward_hooks for gate in recorder.gates)
+
+
+def test_sse_records_its_spatial_gate_mean() -> None:
+    """sSE has no channel gate: its spatial gate s (N, 1, H, W) is recorded as one channel, its spatial mean. The
+    module maps x to x * s, so output / input = s at every channel and position and its mean is that oracle."""
+    net, paths = paper_net("sse")
+    x = torch.rand(1, 3, 32, 32) + 0.1
+    expected = gate_from_module_io(net, paths, x)
+    with GateRecorder(net, paths) as recorder, torch.no_grad():
+        net(x)
+        vectors, _ = recorder.finish_case()
+    assert recorder.gate_names == ["spatial_gate"] * len(paths)
+    for depth, v in vectors.items():
+        assert v.shape == (1,)
+        np.testing.assert_allclose(expected[depth][0], v[0], rtol=1e-4, atol=1e-6)  # the same value in every channel
+
+
+def test_scse_records_its_channel_gate_and_gateless_module_refuses() -> None:
+    net, paths = paper_net("scse")
+    with GateRecorder(net, paths) as recorder, torch.no_grad():
+        net(torch.rand(1, 3, 32, 32))
+        vectors, _ = recorder.finish_case()
+    assert recorder.gate_names == ["gate"] * len(paths)
+    assert [v.shape[0] for v in vectors.values()] == list(FEATURES[:-1])
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))
+    with pytest.raises(UserError, match="neither a channel `gate` nor a `spatial_gate`"):
+        GateRecorder(plain, ["0"])
 
 
 def test_case_without_forward_is_an_error() -> None:
