@@ -10,6 +10,7 @@ weighting of the logits only, mirroring off); the logits are discarded.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -41,8 +42,11 @@ def load_predictor(model_dir: Path, fold: int, checkpoint: str, device: torch.de
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                 perform_everything_on_device=device.type == "cuda", device=device,
                                 allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=(fold,),
-                                                   checkpoint_name=ckpt.name)
+    try:
+        predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=(fold,),
+                                                       checkpoint_name=ckpt.name)
+    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:  # torch.load / plans
+        raise UserError(f"{ckpt}: cannot load this fold ({type(exc).__name__}: {exc})") from exc
     predictor.network.to(device).eval()
     return predictor
 

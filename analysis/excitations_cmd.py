@@ -37,7 +37,6 @@ def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     if min(args.folds) < 0:
         raise UserError(f"-f: folds must be >= 0, got {min(args.folds)}")
-    check_output_folder(args.output, COMMAND)
     import torch
 
     from nnunet_se.analysis.excitations import (
@@ -76,8 +75,10 @@ def main(argv: list[str], prog: str) -> int:
     inputs = [Path(str(nnUNet_results))]  # the output must never contain what is read
     if args.cases in CASE_SETS:
         inputs.append(preprocessed_root())
-    else:
+    elif Path(args.cases).is_dir():
         inputs.append(Path(args.cases))
+    else:
+        raise UserError(f"--cases {args.cases!r}: must be val, train, all or a folder of images")
     check_output_folder(args.output, COMMAND, inputs)
     trainer_cls = _plugin_trainer(args.trainer)
     report = []

@@ -74,18 +74,18 @@ def _check_names(found: list[FoldResult], kept: list[FoldResult], args: argparse
 
     for wanted in args.datasets or []:
         if not any(_dataset_match(r, wanted) for r in found):
-            raise UserError(f"-d {wanted}: no such dataset in {where} (found {known({r.dataset for r in found})})")
+            raise UserError(f"-d {wanted!r}: no such dataset in {where} (found {known({r.dataset for r in found})})")
     for option, value, attr in (("-p", args.plans, "plans"), ("-c", args.configuration, "configuration")):
         if value and not any(getattr(r, attr) == value for r in found):
-            raise UserError(f"{option} {value}: not in {where} (found {known({getattr(r, attr) for r in found})})")
+            raise UserError(f"{option} {value!r}: not in {where} (found {known({getattr(r, attr) for r in found})})")
     trainers = {r.trainer for r in found}
     for wanted in args.trainers or []:
         if wanted not in trainers:
-            raise UserError(f"-tr {wanted}: no results for this trainer (known: {known(trainers)})")
+            raise UserError(f"-tr {wanted!r}: no results for this trainer (known: {known(trainers)})")
     if args.baseline:
         models = {r.model for r in found}
         if args.baseline not in (models if "__" in args.baseline else trainers):
-            raise UserError(f"--baseline {args.baseline}: no results for this baseline (known: "
+            raise UserError(f"--baseline {args.baseline!r}: no results for this baseline (known: "
                             f"{known(models if '__' in args.baseline else trainers)})")
     if not kept:
         raise UserError(f"{where}: the filters match no fold together (-d, -tr, -p, -c)")
@@ -99,6 +99,10 @@ def main(argv: list[str], prog: str) -> int:
         if not root:
             raise UserError("no folders given and nnUNet_results is not set")
         folders = [Path(root)]
+    for option, value in (("-p", args.plans), ("-c", args.configuration), ("--baseline", args.baseline),
+                          *(("-d", d) for d in args.datasets or []), *(("-tr", t) for t in args.trainers or [])):
+        if value is not None and not value.strip():
+            raise UserError(f"{option}: empty value")
     if args.n_folds < 2:
         raise UserError(f"--n-folds must be >= 2, got {args.n_folds}")
     if args.test_train_ratio is not None and not (math.isfinite(args.test_train_ratio) and args.test_train_ratio >= 0):

@@ -44,8 +44,9 @@ def pipeline(nnunet_e2e, tmp_path_factory) -> Pipeline:
     files = {}
     for trainer in run.trainers:
         run.run("nnunet-se-analyze", "excitations", str(run.dataset_id), "-tr", trainer, "-f", "0",
-                "--checkpoint", "final", "--device", "cpu", "-o", str(out / "exc"))
-        files[trainer] = out / "exc" / f"{run.dataset_name}__{trainer}__{run.plans}__{run.configuration}__fold_0.npz"
+                "--checkpoint", "final", "--device", "cpu", "-o", str(out / "exc" / trainer))  # one folder per run
+        files[trainer] = (out / "exc" / trainer /
+                          f"{run.dataset_name}__{trainer}__{run.plans}__{run.configuration}__fold_0.npz")
     last = run.trainers[-1]
     run.run("nnunet-se-analyze", "excitations", run.dataset_name, "-tr", last, "-f", "0", "--cases",
             str(run.raw / run.dataset_name / "imagesTs"), "--device", "cpu", "-o", str(out / "exc_ts"))
@@ -76,6 +77,7 @@ def test_excitation_files_match_network_channels(pipeline: Pipeline) -> None:
         assert (meta["dataset"], meta["trainer"], meta["fold"], meta["checkpoint"]) == (
             run.dataset_name, trainer, 0, "final")
         assert meta["module"] == "mono" and meta["test_time_augmentation"] is False
+        assert meta["gates"] == {str(d): "gate" for d in range(1, len(channels) + 1)}  # channel gates (not sSE)
         assert {"nnunetv2", "torch"} <= set(meta["versions"])
 
 

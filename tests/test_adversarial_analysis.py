@@ -1,0 +1,322 @@
+"""Adversarial table for ``nnunet-se-analyze`` (issue 12): bad input from a careful but unlucky user.
+
+Every row builds the same small workspace (generated excitation files, hand-written nnU-Net ``summary.json`` files,
+a table JSON, an earlier output folder and a user folder), runs one command in-process and checks: exit code 1, one
+``<prog>: error:`` line naming the option or file and the problem, no traceback and no "internal error", and that
+the whole workspace is byte-for-byte unchanged (no output, no temporary folder left behind, no input touched).
+The rows after the table check the successful side: output folders are replaced whole, never merged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_harness import assert_one_line_error, call_main, tree_digest
+
+from nnunet_se.analysis import cli
+from nnunet_se.analysis.excitation_io import save_excitations
+from nnunet_se.analysis.outputs import MARKER, staged_output
+from nnunet_se.errors import UserError
+
+DATASET = "Dataset901_X"
+MODEL = "nnUNetPlans__2d"
+CASES, CHANNELS = 12, 4
+
+
+def _npz(path: Path, meta: dict | None = None, **arrays: np.ndarray) -> None:
+    if meta is None:
+        np.savez(path, **arrays)
+    else:
+        save_excitations(path, {int(k.split("_")[1]): v for k, v in arrays.items()}, [str(i) for i in range(CASES)],
+                         meta)
+
+
+def _summary(folder: Path, dice: float) -> None:
+    folder.mkdir(parents=True)
+    case = {"reference_file": "/gt/case_000.png", "metrics": {"1": {"Dice": dice, "n_ref": 5}}}
+    (folder / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": dice}, "metric_per_case": [case]}))
+
+
+def workspace(root: Path) -> None:
+    """The generated inputs every row starts from (a few kB in all)."""
+    rng = np.random.default_rng(0)
+    g = rng.uniform(0.2, 0.8, (CASES, CHANNELS))
+    exc, bad = root / "exc", root / "bad"
+    exc.mkdir()
+    bad.mkdir()
+    meta = {"dataset": DATASET, "trainer": "nnUNetTrainerPaperCSE", "plans": "nnUNetPlans", "configuration": "2d",
+            "fold": 0}
+    _npz(exc / "cse.npz", meta, depth_1=g)
+    (bad / "empty.npz").write_bytes(b"")
+    (bad / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    _npz(bad / "ints.npz", depth_1=np.ones((CASES, CHANNELS), np.int64))
+    _npz(bad / "nan.npz", depth_1=np.full((CASES, CHANNELS), np.nan))
+    _npz(bad / "zero_channels.npz", depth_1=np.zeros((CASES, 0)))
+    _npz(bad / "gap.npz", depth_1=g, depth_3=g)
+    _npz(bad / "one_case.npz", depth_1=g[:1])
+    _npz(bad / "case_ids_2d.npz", depth_1=g, case_ids=np.array([["a"] * CASES]))
+    for name, sidecar in {"side_text": "{not json", "side_list": "[1, 2]", "side_channels_int": '{"channels": 5}',
+                          "side_channels_str": '{"channels": {"1": "x"}}', "side_mismatch": '{"channels": {"1": 7}}',
+                          "side_trainer": '{"trainer": 5}', "side_binary": "\udcff"}.items():
+        _npz(bad / f"{name}.npz", depth_1=g)
+        (bad / f"{name}.json").write_bytes(sidecar.encode("utf-8", "surrogateescape"))
+    results = root / "results"
+    for trainer, dice in (("nnUNetTrainerPaper", 0.7), ("nnUNetTrainerPaperCSE", 0.75)):
+        for fold in (0, 1):
+            _summary(results / DATASET / f"{trainer}__{MODEL}" / f"fold_{fold}" / "validation", dice + fold / 100)
+    broken = root / "broken_results" / DATASET / f"nnUNetTrainerPaper__{MODEL}" / "fold_0" / "validation"
+    broken.mkdir(parents=True)
+    (broken / "summary.json").write_text('{"foreground_mean": {}}')
+    fold = {"dataset": DATASET, "trainer": "nnUNetTrainerPaperCSE", "plans": "nnUNetPlans", "configuration": "2d",
+            "fold": 0, "finished": True, "dice": 75.0}
+    dice = root / "dice"
+    dice.mkdir()
+    for name, payload in {"text": "{oops", "list": "[1, 2]", "entry_int": '{"folds": [1]}',
+                          "entry_short": json.dumps({"folds": [{"dataset": DATASET, "fold": 0}]}),
+                          "dice_str": json.dumps({"folds": [{**fold, "dice": "high"}]}),
+                          "other_plans": json.dumps({"folds": [{**fold, "plans": "nnUNetResEncUNetMPlans"}]}),
+                          "other_config": json.dumps({"folds": [{**fold, "configuration": "3d_fullres"}]})}.items():
+        (dice / f"{name}.json").write_text(payload)
+    for command in ("responses", "pca"):
+        prior = root / f"prior_{command}"
+        prior.mkdir()
+        (prior / MARKER).write_text(json.dumps({"command": f"nnunet-se-analyze {command}"}))
+        (prior / f"{'responses' if command == 'responses' else 'thresholds'}.png").write_bytes(b"old figure")
+    user = root / "userdir"
+    user.mkdir()
+    (user / "thesis.tex").write_text("irreplaceable")
+    (root / "file.txt").write_text("a file, not a folder")
+    (root / "link").symlink_to(user)
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    argv: Callable[[Path], list[str]]
+    fragments: tuple[str, ...]
+    env: dict[str, str | None] = field(default_factory=dict)  # nnunetv2.paths overrides ("{root}" expanded)
+    setup: Callable[[Path], None] | None = None
+
+
+def pca(*extra: str, files: tuple[str, ...] = ("exc/cse.npz",)) -> Callable[[Path], list[str]]:
+    def argv(root: Path) -> list[str]:
+        args = ["pca", *(str(root / f) for f in files), "--n-boot", "2"]
+        return args + [str(root / a[5:]) if a.startswith("root:") else a for a in extra] + (
+            [] if "-o" in extra else ["-o", str(root / "out")])
+    return argv
+
+
+def command(name: str, *extra: str) -> Callable[[Path], list[str]]:
+    """``name`` with arguments; ``root:<rel>`` becomes a path in the workspace."""
+    def argv(root: Path) -> list[str]:
+        return [name, *(str(root / a[5:]) if a.startswith("root:") else a for a in extra)]
+    return argv
+
+
+def _fake_fold(root: Path) -> None:
+    """A trained-looking fold (an empty checkpoint file) for the excitations rows."""
+    fold = root / "results" / DATASET / f"nnUNetTrainerPaperSSE__{MODEL}" / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "checkpoint_best.pth").write_bytes(b"")
+
+
+def _preprocessed(root: Path) -> None:
+    _fake_fold(root)
+    (root / "pre").mkdir()
+
+
+EXC = ("excitations", DATASET, "-tr", "nnUNetTrainerPaperSSE", "--device", "cpu")
+ROWS = [
+    # ---- excitation files and sidecars ----
+    Row("npz-empty", pca(files=("bad/empty.npz",)), ("bad/empty.npz", "empty file")),
+    Row("npz-garbage", pca(files=("bad/garbage.npz",)), ("garbage.npz", "not a readable .npz")),
+    Row("npz-missing", pca(files=("exc/nope.npz",)), ("nope.npz", "no such excitation file")),
+    Row("npz-folder", pca(files=("exc",)), ("exc", "no such excitation file")),
+    Row("npz-int-array", pca(files=("bad/ints.npz",)), ("ints.npz", "float array")),
+    Row("npz-nan", pca(files=("bad/nan.npz",)), ("nan.npz", "NaN")),
+    Row("npz-zero-channels", pca(files=("bad/zero_channels.npz",)), ("zero_channels.npz", "non-empty")),
+    Row("npz-depth-gap", pca(files=("bad/gap.npz",)), ("gap.npz", "without gaps")),
+    Row("npz-one-case", pca(files=("bad/one_case.npz",)), ("one_case.npz", "at least 2")),
+    Row("npz-case-ids-2d", pca(files=("bad/case_ids_2d.npz",)), ("case_ids_2d.npz", "1-d")),
+    Row("sidecar-not-json", pca(files=("bad/side_text.npz",)), ("side_text.json", "invalid JSON")),
+    Row("sidecar-not-utf8", pca(files=("bad/side_binary.npz",)), ("side_binary.json", "invalid JSON")),
+    Row("sidecar-list", pca(files=("bad/side_list.npz",)), ("side_list.json", "JSON object")),
+    Row("sidecar-channels-int", pca(files=("bad/side_channels_int.npz",)), ("side_channels_int.json", "'channels'")),
+    Row("sidecar-channels-str", pca(files=("bad/side_channels_str.npz",)), ("side_channels_str.json", "integer")),
+    Row("sidecar-channels-mismatch", pca(files=("bad/side_mismatch.npz",)), ("side_mismatch.json", "= 7")),
+    Row("sidecar-trainer-int", pca(files=("bad/side_trainer.npz",)), ("side_trainer.json", "'trainer'")),
+    Row("responses-empty-npz", command("responses", "root:bad/empty.npz", "-o", "root:out"), ("empty file",)),
+    # ---- pca options ----
+    Row("pca-seed-negative", pca("--seed", "-1"), ("--seed", "-1")),
+    Row("pca-seed-huge", pca("--seed", str(2**80)), ("--seed", str(2**80))),
+    Row("pca-n-boot-negative", pca("--n-boot", "-5"), ("--n-boot", "-5")),
+    Row("pca-n-boot-huge", pca("--n-boot", str(10**12)), ("--n-boot",)),
+    Row("pca-ci-out-of-range", pca("--ci", "1.5"), ("--ci", "1.5")),
+    Row("pca-ci-nan", pca("--ci", "nan"), ("--ci", "nan")),
+    Row("pca-delta-zero", pca("--delta", "0"), ("delta", "(0, 1]")),
+    Row("pca-delta-nan", pca("--delta", "nan"), ("delta", "nan")),
+    # ---- output folders: never an input, never someone else's files, never a link or a file ----
+    Row("pca-out-is-input-folder", pca("-o", "root:exc"), ("exc", "is or contains the input")),
+    Row("pca-out-contains-input", pca("-o", "root:"), ("is or contains the input",)),
+    Row("pca-out-is-input-file", pca("-o", "root:exc/cse.npz"), ("cse.npz", "not a folder")),
+    Row("pca-out-user-folder", pca("-o", "root:userdir"), ("userdir", "not written by nnunet-se-analyze")),
+    Row("pca-out-other-command", pca("-o", "root:prior_responses"),
+        ("prior_responses", "`nnunet-se-analyze responses`")),
+    Row("pca-out-symlink", pca("-o", "root:link"), ("link", "symbolic link")),
+    Row("pca-out-parent-is-file", pca("-o", "root:file.txt/out"), ("file.txt", "parent folder")),
+    Row("pca-failed-run-keeps-old-output", pca("-o", "root:prior_pca", files=("bad/nan.npz",)), ("nan.npz", "NaN")),
+    # ---- responses --dice ----
+    Row("dice-not-json", command("responses", "root:exc/cse.npz", "--dice", "root:dice/text.json", "-o", "root:out"),
+        ("text.json", "not valid JSON")),
+    Row("dice-list", command("responses", "root:exc/cse.npz", "--dice", "root:dice/list.json", "-o", "root:out"),
+        ("list.json", "'folds' list")),
+    Row("dice-entry-int", command("responses", "root:exc/cse.npz", "--dice", "root:dice/entry_int.json", "-o",
+                                  "root:out"), ("entry_int.json", "folds[0] lacks")),
+    Row("dice-entry-short", command("responses", "root:exc/cse.npz", "--dice", "root:dice/entry_short.json", "-o",
+                                    "root:out"), ("entry_short.json", "trainer, plans, configuration")),
+    Row("dice-value-str", command("responses", "root:exc/cse.npz", "--dice", "root:dice/dice_str.json", "-o",
+                                  "root:out"), ("dice_str.json", "number or null")),
+    Row("dice-other-plans", command("responses", "root:exc/cse.npz", "--dice", "root:dice/other_plans.json", "-o",
+                                    "root:out"), ("other_plans.json", "no fold matches", "plans, configuration")),
+    Row("dice-other-config", command("responses", "root:exc/cse.npz", "--dice", "root:dice/other_config.json", "-o",
+                                     "root:out"), ("other_config.json", "no fold matches")),
+    Row("dice-missing", command("responses", "root:exc/cse.npz", "--dice", "root:dice/nope.json", "-o", "root:out"),
+        ("nope.json", "No such file")),
+    Row("dice-inside-output", command("responses", "root:exc/cse.npz", "--dice", "root:dice/list.json", "-o",
+                                      "root:dice"), ("dice", "is or contains the input")),
+    # ---- table ----
+    Row("table-d-no-match", command("table", "root:results", "-d", "999"), ("-d '999'", "no such dataset",
+                                                                          DATASET)),
+    Row("table-d-empty", command("table", "root:results", "-d", ""), ("-d", "empty value")),
+    Row("table-c-no-match", command("table", "root:results", "-c", "3d_fullres"), ("-c '3d_fullres'", "found 2d")),
+    Row("table-tr-unknown", command("table", "root:results", "-tr", "nnUNetTrainerPaperFoo"),
+        ("-tr 'nnUNetTrainerPaperFoo'", "known: nnUNetTrainerPaper, nnUNetTrainerPaperCSE")),
+    Row("table-baseline-unknown", command("table", "root:results", "--baseline", "nnUNetTrainerFoo"),
+        ("--baseline 'nnUNetTrainerFoo'", "known: nnUNetTrainerPaper, nnUNetTrainerPaperCSE")),
+    Row("table-baseline-model-unknown", command("table", "root:results", "--baseline", "nnUNetTrainerPaper__x__2d"),
+        ("--baseline", "known: ", f"nnUNetTrainerPaper__{MODEL})")),
+    Row("table-o-folder", command("table", "root:results", "-o", "root:results"), ("results", "is a folder")),
+    Row("table-o-is-input", command("table", "root:results", "-o",
+                                    f"root:results/{DATASET}/nnUNetTrainerPaper__{MODEL}/fold_0/validation/summary.json"),
+        ("summary.json", "is the input")),
+    Row("table-o-same-as-cases-csv", command("table", "root:results", "-o", "root:t.csv", "--cases-csv", "root:t.csv"),
+        ("t.csv", "same file")),
+    Row("table-o-parent-is-file", command("table", "root:results", "-o", "root:file.txt/t.md"),
+        ("file.txt", "parent folder")),
+    Row("table-cases-csv-folder", command("table", "root:results", "--cases-csv", "root:userdir"),
+        ("userdir", "is a folder")),
+    Row("table-ratio-negative", command("table", "root:results", "--test-train-ratio", "-1"),
+        ("--test-train-ratio", "-1")),
+    Row("table-ratio-nan", command("table", "root:results", "--test-train-ratio", "nan"),
+        ("--test-train-ratio", "nan")),
+    Row("table-ratio-inf", command("table", "root:results", "--test-train-ratio", "inf"),
+        ("--test-train-ratio", "inf")),
+    Row("table-n-folds-one", command("table", "root:results", "--n-folds", "1"), ("--n-folds", "1")),
+    Row("table-folds-negative", command("table", "root:results", "--folds", "-1"), ("--folds", "-1")),
+    Row("table-folder-is-file", command("table", "root:file.txt"), ("file.txt", "not a folder")),
+    Row("table-no-results", command("table", "root:userdir"), ("userdir", "no Dataset")),
+    Row("table-broken-summary", command("table", "root:broken_results"), ("summary.json", "not an nnU-Net summary")),
+    # ---- excitations (no model is loaded: every check comes first) ----
+    Row("exc-preprocessed-unset", command(*EXC, "-f", "0", "-o", "root:out"), ("nnUNet_preprocessed is not set",),
+        env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": None}, setup=_fake_fold),
+    Row("exc-out-is-results", command(*EXC, "-f", "0", "-o", "root:results"), ("results", "is or contains the input"),
+        env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed),
+    Row("exc-out-contains-preprocessed", command(*EXC, "-f", "0", "-o", "root:"), ("is or contains the input",),
+        env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed),
+    Row("exc-out-user-folder", command(*EXC, "-f", "0", "-o", "root:userdir"), ("userdir", "not written by"),
+        env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed),
+    Row("exc-cases-missing-folder", command(*EXC, "-f", "0", "--cases", "root:nope", "-o", "root:out"),
+        ("--cases", "nope", "folder of images"), env={"nnUNet_results": "{root}/results"}, setup=_fake_fold),
+    Row("exc-fold-negative", command(*EXC, "-f", "-1", "-o", "root:out"), ("-f", "-1")),
+    Row("exc-fold-untrained", command(*EXC, "-f", "3", "-o", "root:out"), ("fold_3", "checkpoint not found"),
+        env={"nnUNet_results": "{root}/results"}, setup=_fake_fold),
+    Row("exc-incomplete-model-folder", command(*EXC, "-f", "0", "-o", "root:out"), ("dataset.json", "No such file"),
+        env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed),
+]
+
+
+def _set_paths(monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None], root: Path) -> None:
+    import nnunetv2.paths
+    import nnunetv2.utilities.file_path_utilities as paths_util
+
+    for name, value in env.items():
+        value = None if value is None else value.format(root=root)
+        monkeypatch.setattr(nnunetv2.paths, name, value)
+        if hasattr(paths_util, name):
+            monkeypatch.setattr(paths_util, name, value)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input_is_one_line_and_changes_nothing(row: Row, tmp_path: Path, capsys, monkeypatch) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    workspace(root)
+    if row.setup:
+        row.setup(root)
+    _set_paths(monkeypatch, row.env, root)
+    before = tree_digest(root)
+    result = call_main(cli.main, row.argv(root), capsys)
+    line = assert_one_line_error(result, *row.fragments)
+    assert result.code == 1 and "internal error" not in line, line
+    assert tree_digest(root) == before
+
+
+# ---- the successful side: replaced whole, never merged; the inputs untouched ----------------------------------------
+
+def test_rerun_replaces_the_output_folder_whole(tmp_path: Path, capsys) -> None:
+    workspace(tmp_path)
+    out = tmp_path / "prior_responses"
+    inputs = tree_digest(tmp_path / "exc")
+    result = call_main(cli.main, ["responses", str(tmp_path / "exc" / "cse.npz"), "-o", str(out)], capsys)
+    assert result.code == 0, result.stderr
+    assert (out / "responses.png").read_bytes() != b"old figure"  # the stale figure was replaced, not kept
+    names = {p.name for p in out.iterdir()}
+    assert names == {"channels.csv", "variability.csv", "variability.json", "responses.png", "responses.pdf", MARKER}
+    assert tree_digest(tmp_path / "exc") == inputs
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".prior_responses.")]  # no temporary sibling left
+
+
+def test_pca_rerun_drops_files_of_the_earlier_run(tmp_path: Path, capsys) -> None:
+    workspace(tmp_path)
+    out = tmp_path / "pca"
+    argv = ["pca", str(tmp_path / "exc" / "cse.npz"), "--n-boot", "0", "-o", str(out)]
+    assert call_main(cli.main, argv, capsys).code == 0
+    (out / "stale_from_an_old_version.png").write_bytes(b"stale")
+    assert call_main(cli.main, argv, capsys).code == 0
+    assert not (out / "stale_from_an_old_version.png").exists()
+
+
+def test_table_output_with_missing_parent_is_created(tmp_path: Path, capsys) -> None:
+    workspace(tmp_path)
+    target = tmp_path / "new" / "deeper" / "table.md"
+    result = call_main(cli.main, ["table", str(tmp_path / "results"), "-o", str(target)], capsys)
+    assert result.code == 0, result.stderr
+    assert "nnUNetTrainerPaperCSE" in target.read_text()
+    assert [p.name for p in target.parent.iterdir()] == ["table.md"]  # no temporary file left
+
+
+def test_concurrent_runs_never_merge(tmp_path: Path) -> None:
+    """Two runs of one command into one folder: the later swap wins whole; the earlier one's files are gone."""
+    out = tmp_path / "out"
+    with staged_output(out, "cmd") as first:
+        (first / "a.txt").write_text("first")
+        with staged_output(out, "cmd") as second:  # finishes while the first is still running
+            (second / "b.txt").write_text("second")
+        assert {p.name for p in out.iterdir()} == {"b.txt", MARKER}
+    assert {p.name for p in out.iterdir()} == {"a.txt", MARKER}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_folder_taken_by_someone_else_meanwhile_is_not_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="not written by nnunet-se-analyze"), staged_output(out, "cmd") as tmp:
+        (tmp / "a.txt").write_text("ours")
+        out.mkdir()
+        (out / "theirs.txt").write_text("theirs")
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
