@@ -87,3 +87,31 @@ def test_conflicting_options_are_one_line_errors(
             *extra]
     assert_one_line_error(call_main(convert_main, argv, capsys), *fragments)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.real
+def test_busi_samples_get_the_authors_folds_and_dev_sets(
+    real_samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real BUSI samples (with duplicate groups): folds = their StratifiedKFold call over the sorted ids; every
+    fold's dev set = their train_test_split call on the fold's training part."""
+    import json
+
+    argv = ["busi", str(real_samples / "busi" / "Dataset_BUSI_with_GT"), "--id", "991", "--size", "32",
+            "--raw-dir", str(tmp_path / "raw"), "--preprocessed-dir", str(tmp_path / "pre"), "--workers", "1",
+            "--splits", "authors"]
+    result = call_main(convert_main, argv, capsys)
+    assert result.code == 0, result.stderr
+    assert "span several folds" in result.stderr
+    dataset = next((tmp_path / "raw").glob("Dataset991_*"))
+    ids = sorted(p.name.removesuffix(".png") for p in (dataset / "labelsTr").glob("*.png"))
+    labels = np.array([c.split("_")[0] for c in ids])
+    splits = json.loads((dataset / "splits_final.json").read_text())
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=42).split(ids, labels))
+    assert [f["val"] for f in splits] == [sorted(np.array(ids)[test].tolist()) for _, test in folds]
+    for fold, (train_index, _) in zip(splits, folds, strict=True):
+        x_fold = np.array(ids)[train_index]
+        _, x_dev = train_test_split(x_fold, test_size=0.2, stratify=labels[train_index], random_state=42)
+        assert authors_dev_split(fold["train"], dict(zip(ids, labels, strict=True)))[1] == sorted(x_dev.tolist())
+    sidecar = json.loads((dataset / "nnunet_se_splits.json").read_text())
+    assert sidecar["scheme"] == "authors" and sidecar["folds"] == 5 and sidecar["grouped_by"] is None

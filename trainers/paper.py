@@ -131,7 +131,12 @@ class nnUNetTrainerPaper(BestEarlyStoppingCheckpoint, RecalibrationTrainer):
         classes, groups = read_case_table_columns(raw_dir)
         record: dict[str, Any] = {"rule": self.early_stopping_rule, "stratified": classes is not None}
         if self.early_stopping_rule == "authors":
-            fit_keys, es_keys = authors_dev_split(train_keys, classes)
+            try:
+                fit_keys, es_keys = authors_dev_split(train_keys, classes)
+            except ValueError as err:  # a class with a single training case (tiny datasets)
+                self.print_to_log_file(f"WARNING: {err}; using the unstratified rule")
+                classes, record["stratified"] = None, False
+                fit_keys, es_keys = authors_dev_split(train_keys, None)
             record["description"] = ("stratified 20 %, train_test_split(random_state=42)" if classes
                                      else "last 10 % of the sorted training cases")
         elif self.early_stopping_rule == "seeded":

@@ -86,13 +86,13 @@ class BilinearUNetDecoder(nn.Module):
 
     @property
     def deep_supervision(self) -> bool:
-        """Always False (nnU-Net's trainer sets this attribute; this decoder has a single output)."""
+        """Always False: one output. nnU-Net's trainer sets the flag (True again after its final validation);
+        setting it has no effect."""
         return False
 
     @deep_supervision.setter
     def deep_supervision(self, enabled: bool) -> None:
-        if enabled:
-            raise ValueError("the paper U-Net has no deep supervision outputs")
+        pass
 
     def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor:
         x = skips[-1]
