@@ -87,7 +87,7 @@ def _convert(argv: Sequence[str]) -> int:
     )
     files = collect_sources(args.source)
     writer = RawDatasetWriter(
-        args.raw_dir, args.id, args.name or rules.default_name, overwrite=args.overwrite,
+        args.raw_dir, args.id, rules.default_name if args.name is None else args.name, overwrite=args.overwrite,
         preprocessed_dir=args.preprocessed_dir, metadata=conversion_metadata(rules, options), sources=args.source,
     )
     previous = install_sigterm_handler()

@@ -351,7 +351,7 @@ class RawDatasetWriter:
                 parked.append((old, aside))
             self.staging.rename(self.output)
             created.append(self.output)
-            created += self._write_preprocessed()
+            self._write_preprocessed(created)
         except BaseException:
             for path in reversed(created):
                 if path == self.output:
@@ -370,27 +370,29 @@ class RawDatasetWriter:
                 log.info("replaced %s%s", old, " (a symbolic link: only the link was removed)" if old.is_symlink()
                          or aside.is_symlink() else "")
 
-    def _write_preprocessed(self) -> list[Path]:
-        """Copy the split files into ``<preprocessed_dir>/DatasetNNN_<name>``; returns what it created."""
+    def _write_preprocessed(self, created: list[Path]) -> None:
+        """Copy the split files into ``<preprocessed_dir>/DatasetNNN_<name>``; a folder it makes goes to ``created``
+        (before anything is written into it)."""
         if self.preprocessed_dir is None:
             if self._splits is not None:
                 log.warning(
                     "nnUNet_preprocessed is not set: splits_final.json is only in %s "
                     "(nnUNetv2_plan_and_preprocess copies it from there)", self.output
                 )
-            return []
+            return
         target = self.preprocessed_dir / self.dataset_name
         if self._splits is None:
             if (target / SPLITS_FILE).exists():
                 log.warning("%s exists and was not written by this run", target / SPLITS_FILE)
-            return []
-        created = [] if target.exists() else [target]
-        target.mkdir(parents=True, exist_ok=True)
+            return
+        self.preprocessed_dir.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            created.append(target)
+        target.mkdir(exist_ok=True)
         for fname in (SPLITS_FILE, SPLITS_SIDECAR):
             tmp = target / f".{fname}.{os.getpid()}.tmp"
             shutil.copyfile(self.output / fname, tmp)
             os.replace(tmp, target / fname)
-        return created
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,385 @@
+"""Adversarial table for ``nnunet-se-convert`` (issue 12): generated inputs, one row per case and the class it stands
+for. Every row checks the exit code, the one-line message (no traceback) and the digests of every folder that must
+not change: for refusals the whole workspace (sources, raw, preprocessed, results, anything beside them), for
+successes the sources, the results and whatever the row protects."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_harness import assert_one_line_error, call_main, tree_digest
+from PIL import Image
+
+from nnunet_se.conversion import cli
+from nnunet_se.conversion.cli import main
+
+ID = "621"
+
+
+@dataclass
+class Workspace:
+    """``tmp/src`` (sources), ``tmp/raw``, ``tmp/pre``, ``tmp/results`` (``$nnUNet_results``), ``tmp/other``."""
+
+    tmp: Path
+    src: Path = field(init=False)
+    raw: Path = field(init=False)
+    pre: Path = field(init=False)
+    results: Path = field(init=False)
+    other: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("src", "raw", "pre", "results", "other"):
+            setattr(self, name, self.tmp / name)
+            getattr(self, name).mkdir()
+        _kvasir(self.src)
+        fold = self.results / "Dataset621_Old" / "nnUNetTrainer__nnUNetPlans__2d" / "fold_0"
+        fold.mkdir(parents=True)
+        (fold / "checkpoint_final.pth").write_bytes(b"trained weights")
+
+    def args(self, *extra: str, source: Path | None = None, raw: Path | str | None = None, pre: Path | None = None,
+             dataset: str = "kvasir", also: tuple[Path, ...] = ()) -> list[str]:
+        """Command line for a conversion of id 621 (later options override earlier ones, e.g. ``--size``)."""
+        return [dataset, str(source or self.src), *map(str, also), "--id", ID,
+                "--raw-dir", str(self.raw if raw is None else raw), "--preprocessed-dir", str(pre or self.pre),
+                "--workers", "1", "--folds", "2", "--size", "32", *extra]
+
+
+def _kvasir(root: Path, n: int = 4, side: int = 40) -> Path:
+    """``n`` random JPEG pairs in Kvasir's layout under ``root/Kvasir-SEG``."""
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks"):
+        (root / "Kvasir-SEG" / sub).mkdir(parents=True)
+    for i in range(n):
+        mask = np.zeros((side, side), np.uint8)
+        mask[5 + i:20 + i, 8:30] = 255
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(
+            root / "Kvasir-SEG" / "images" / f"case{i}.jpg")
+        Image.fromarray(mask).save(root / "Kvasir-SEG" / "masks" / f"case{i}.jpg")
+    return root
+
+
+def _old_raw(ws: Workspace, name: str = "Dataset621_Old", extra_dir: str | None = None,
+             folder: Path | None = None) -> Path:
+    """A raw dataset of id 621 as nnU-Net expects one (optionally with an unexpected folder), in ``ws.raw`` or at
+    ``folder``."""
+    folder = folder or ws.raw / name
+    for sub in ("imagesTr", "labelsTr") + ((extra_dir,) if extra_dir else ()):
+        (folder / sub).mkdir(parents=True)
+    (folder / "dataset.json").write_text("{}")
+    (folder / "imagesTr" / "old_0000.png").write_bytes(b"old image")
+    (folder / "labelsTr" / "old.png").write_bytes(b"old label")
+    return folder
+
+
+def _old_pre(root: Path, name: str = "Dataset621_Old") -> Path:
+    """A preprocessed dataset of id 621 (plans, splits, a data folder)."""
+    folder = root / name
+    (folder / "nnUNetPlans_2d").mkdir(parents=True)
+    for fname in ("dataset.json", "nnUNetPlans.json", "splits_final.json"):
+        (folder / fname).write_text("{}")
+    (folder / "nnUNetPlans_2d" / "old.npz").write_bytes(b"old data")
+    return folder
+
+
+def _zip(ws: Workspace) -> Path:
+    """The Kvasir source as ``other/kvasir-seg.zip`` (stored members, so header bytes are easy to patch)."""
+    archive = ws.other / "kvasir-seg.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for path in sorted((ws.src / "Kvasir-SEG").rglob("*.jpg")):
+            zf.write(path, path.relative_to(ws.src).as_posix())
+    return archive
+
+
+def _patch_member(archive: Path, member: str, *, flag: int = 0, method: int | None = None) -> None:
+    """Set general-purpose flag bits / the compression method of one member in both of its zip headers."""
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(member)
+    data = bytearray(archive.read_bytes())
+    cd_start = struct.unpack("<I", data[-6:-2])[0]  # end-of-central-directory record (no comment): CD offset
+    central = data.index(b"PK\x01\x02" + data[cd_start + 4:cd_start + 8], cd_start)
+    while data[central + 46:central + 46 + len(member)] != member.encode():
+        central = data.index(b"PK\x01\x02", central + 4)
+    for header, flag_at, method_at in ((info.header_offset, 6, 8), (central, 8, 10)):
+        old_flag = struct.unpack_from("<H", data, header + flag_at)[0]
+        struct.pack_into("<H", data, header + flag_at, old_flag | flag)
+        if method is not None:
+            struct.pack_into("<H", data, header + method_at, method)
+    archive.write_bytes(bytes(data))
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _symlink(link: Path, target: Path) -> Path:
+    link.symlink_to(target, target_is_directory=True)
+    return link
+
+
+@dataclass(frozen=True)
+class Row:
+    """``setup(ws) -> argv``; expected exit ``code`` and message ``fragments`` (refusals); ``keep(ws)``: folders
+    that must not change for a success (refusals keep the whole workspace); ``check(ws)``: extra checks."""
+
+    name: str
+    setup: Callable[[Workspace], list[str]]
+    code: int = 1
+    fragments: tuple[str, ...] = ()
+    keep: Callable[[Workspace], list[Path]] = lambda ws: []
+    check: Callable[[Workspace], None] | None = None
+
+
+def _published(ws: Workspace, strays: int = 0) -> None:
+    """The new dataset is complete, and besides it only ``strays`` hidden entries (no lock, partial, old)."""
+    out = ws.raw / "Dataset621_KvasirSEG"
+    assert len(list((out / "imagesTr").iterdir())) == 4 == len(list((out / "labelsTr").iterdir()))
+    assert [p.name for p in ws.raw.iterdir() if not p.name.startswith(".")] == ["Dataset621_KvasirSEG"]
+    assert len(list(ws.raw.glob(".*"))) == strays
+    assert (ws.pre / "Dataset621_KvasirSEG" / "splits_final.json").is_file()
+
+
+def _unwritable(ws: Workspace) -> list[str]:
+    ws.raw.chmod(0o555)
+    return ws.args()
+
+
+ROWS = [
+    # --- coinciding or nested folders: refused before anything changes (data loss class) ---
+    Row("preprocessed is nnUNet_results", lambda ws: ws.args("--overwrite", pre=ws.results),
+        fragments=("--preprocessed-dir and nnUNet_results are the same folder",)),
+    Row("raw is nnUNet_results", lambda ws: ws.args("--overwrite", raw=ws.results), fragments=("same folder",)),
+    Row("raw is preprocessed", lambda ws: ws.args(pre=ws.raw), fragments=("--raw-dir and --preprocessed-dir",)),
+    Row("preprocessed inside raw", lambda ws: ws.args(pre=ws.raw / "pre"), fragments=("lies inside --raw-dir",)),
+    Row("raw inside results", lambda ws: ws.args(raw=ws.results / "raw"), fragments=("lies inside nnUNet_results",)),
+    Row("source inside the dataset it replaces",
+        lambda ws: (_old_raw(ws), shutil.move(ws.src / "Kvasir-SEG", ws.raw / "Dataset621_Old"),
+                    ws.args("--overwrite", source=ws.raw / "Dataset621_Old" / "Kvasir-SEG"))[-1],
+        fragments=("source lies inside --raw-dir",)),
+    Row("source inside preprocessed", lambda ws: (shutil.move(ws.src / "Kvasir-SEG", ws.pre),
+                                                  ws.args(source=ws.pre / "Kvasir-SEG"))[-1],
+        fragments=("source lies inside --preprocessed-dir",)),
+    # --- what --overwrite may delete when nnUNet_results is not set (results-like or foreign folders) ---
+    Row("overwrite: preprocessed dir holds trained results",
+        lambda ws: (os.environ.pop("nnUNet_results"), _old_raw(ws), ws.args("--overwrite", pre=ws.results))[-1],
+        fragments=("does not look like an nnU-Net preprocessed dataset", "nnUNetTrainer__nnUNetPlans__2d")),
+    Row("overwrite: raw dir holds trained results",
+        lambda ws: (os.environ.pop("nnUNet_results"), ws.args("--overwrite", raw=ws.results))[-1],
+        fragments=("does not look like an nnU-Net raw dataset",)),
+    Row("overwrite: raw folder with a foreign subfolder",
+        lambda ws: (_old_raw(ws, extra_dir="my_notes"), ws.args("--overwrite"))[-1],
+        fragments=("Dataset621_Old", "my_notes", "remove or rename it yourself")),
+    Row("id already used, no --overwrite", lambda ws: (_old_raw(ws), ws.args())[-1],
+        fragments=("Dataset621_Old", "already used")),
+    # --- archives ---
+    Row("encrypted zip member",
+        lambda ws: (a := _zip(ws), _patch_member(a, "Kvasir-SEG/masks/case1.jpg", flag=0x1), ws.args(source=a))[-1],
+        fragments=("kvasir-seg.zip:Kvasir-SEG/masks/case1.jpg", "encrypted zip member")),
+    Row("Deflate64 zip member",
+        lambda ws: (a := _zip(ws), _patch_member(a, "Kvasir-SEG/images/case2.jpg", method=9), ws.args(source=a))[-1],
+        fragments=("Kvasir-SEG/images/case2.jpg", "unsupported zip compression (Deflate64)")),
+    # --- values: empty, huge, negative, multi-line ---
+    Row("negative --seed", lambda ws: ws.args("--seed", "-1"), code=2, fragments=("--seed", "0 to 4294967295")),
+    Row("huge --seed", lambda ws: ws.args("--seed", str(2**40)), code=2, fragments=("--seed",)),
+    Row("empty --seed", lambda ws: ws.args("--seed", ""), code=2, fragments=("--seed",)),
+    Row("huge --size", lambda ws: ws.args("--size", "100000"), code=2, fragments=("--size", "8-8192")),
+    Row("--id 0", lambda ws: ws.args("--id", "0"), fragments=("--id 0",)),
+    Row("--workers 0", lambda ws: ws.args("--workers", "0"), fragments=("--workers 0",)),
+    Row("multi-line --name", lambda ws: ws.args("--name", "Kvasir\n"), fragments=("--name", "letters")),
+    Row("empty --name", lambda ws: ws.args("--name", ""), fragments=("--name",)),
+    Row("name too long for the file system", lambda ws: ws.args("--name", "K" * 250), fragments=("too long",)),
+    Row("multi-line source", lambda ws: ws.args(source=Path(f"{ws.src}\n")), fragments=("several lines",)),
+    Row("empty --raw-dir", lambda ws: ws.args(raw=""), fragments=("--raw-dir",)),
+    # --- folders that are files, unwritable, or cannot be created (OSError class) ---
+    Row("raw is a file", lambda ws: (ws.raw.rmdir(), ws.raw.write_text("x"), ws.args())[-1],
+        fragments=("the raw folder is a file",)),
+    Row("preprocessed is a file", lambda ws: (ws.pre.rmdir(), ws.pre.write_text("x"), ws.args())[-1],
+        fragments=("the preprocessed folder is a file",)),
+    Row("raw below a file", lambda ws: (ws.raw.rmdir(), ws.raw.write_text("x"), ws.args(raw=ws.raw / "sub"))[-1],
+        fragments=("cannot be created",)),
+    pytest.param(Row("raw unwritable", _unwritable, fragments=("not writable",)),
+                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")),
+    Row("OSError creating the raw folder", lambda ws: ws.args(raw=Path("/proc/nnunet-se-test-raw")),
+        fragments=("/proc/nnunet-se-test-raw",)),
+    # --- misleading messages ---
+    Row("Kvasir without masks/", lambda ws: (shutil.rmtree(ws.src / "Kvasir-SEG" / "masks"), ws.args())[-1],
+        fragments=("Kvasir-SEG/masks: masks folder is missing",)),
+    Row("source given twice", lambda ws: ws.args(also=(ws.tmp / "src" / ".." / "src",)), fragments=("given twice",)),
+    Row("source inside another source", lambda ws: ws.args(also=(ws.src / "Kvasir-SEG",)),
+        fragments=("lies inside the other source",)),
+    Row("symlinked image and mask folders are followed",
+        lambda ws: (shutil.move(ws.src / "Kvasir-SEG", ws.other / "real"),
+                    _symlink(ws.src / "Kvasir-SEG", ws.other / "real"), ws.args())[-1],
+        code=0, keep=lambda ws: [ws.other], check=_published),
+    # --- stray .nnunet-se-partial-* entries ---
+    Row("stale partial folder of a dead process is removed",
+        lambda ws: ((ws.raw / f".nnunet-se-partial-621-{_dead_pid()}" / "imagesTr").mkdir(parents=True),
+                    ws.args())[-1], code=0, check=_published),
+    Row("stray partial names that are not ours are left alone",
+        lambda ws: ((ws.raw / ".nnunet-se-partial-junk").mkdir(), (ws.raw / ".nnunet-se-partial-621-1").mkdir(),
+                    (ws.raw / f".nnunet-se-partial-621-{_dead_pid()}x").write_text("file"), ws.args())[-1],
+        code=0, check=lambda ws: _published(ws, strays=3)),
+    Row("old dataset parked by an interrupted --overwrite is restored, then the id is in use",
+        lambda ws: (_old_raw(ws).rename(ws.raw / f".nnunet-se-partial-621-{_dead_pid()}.old-Dataset621_Old"),
+                    ws.args())[-1],
+        fragments=("Dataset621_Old", "already used"),
+        check=lambda ws: (ws.raw / "Dataset621_Old" / "imagesTr" / "old_0000.png").read_bytes() == b"old image"),
+    # --- symbolic links as the dataset being replaced: only the link goes ---
+    Row("overwrite: symlinked preprocessed dataset",
+        lambda ws: (_old_raw(ws), _symlink(ws.pre / "Dataset621_Old", _old_pre(ws.other)), ws.args("--overwrite"))[-1],
+        code=0, keep=lambda ws: [ws.other], check=_published),
+    Row("overwrite: symlinked raw dataset",
+        lambda ws: (_symlink(ws.raw / "Dataset621_Old", _old_raw(ws, folder=ws.other / "old")),
+                    ws.args("--overwrite"))[-1],
+        code=0, keep=lambda ws: [ws.other], check=_published),
+    Row("overwrite: replaces raw and preprocessed, keeps results",
+        lambda ws: (_old_raw(ws), _old_pre(ws.pre), ws.args("--overwrite"))[-1], code=0, check=_published),
+]
+
+
+def _row_id(row: Row | object) -> str:
+    return row.name if isinstance(row, Row) else row.values[0].name  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[_row_id(r) for r in ROWS])
+def test_adversarial(row: Row, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = Workspace(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(ws.results))
+    argv = row.setup(ws)
+    kept = [ws.src, ws.results, ws.other, *row.keep(ws)] + ([ws.pre] if row.code else [])
+    before_all, before = tree_digest(ws.tmp), {p: tree_digest(p) for p in kept}
+    try:
+        result = call_main(main, argv, capsys)
+    finally:
+        if ws.raw.is_dir():
+            ws.raw.chmod(0o755)
+    if row.code:
+        assert result.code == row.code, result
+        assert_one_line_error(result, *row.fragments)
+        if row.check is None:  # a refusal changes nothing at all (rows with a check restore something)
+            assert tree_digest(ws.tmp) == before_all
+    else:
+        assert result.code == 0 and "Traceback" not in result.stderr, result
+    assert {p: tree_digest(p) for p in kept} == before
+    if row.check is not None:
+        assert row.check(ws) is not False
+
+
+def _sixteen_bit_busi(root: Path, bright: bool) -> Path:
+    """One BUSI case whose 16-bit grey image holds 8-bit-range values 0/100/200/255 (plus, if ``bright``, one
+    65535 pixel), and a second ordinary case."""
+    folder = root / "Dataset_BUSI_with_GT" / "benign"
+    folder.mkdir(parents=True)
+    grey = np.tile(np.array([0, 100, 200, 255], np.uint16), (8, 2))
+    if bright:
+        grey[0, 0] = 65535
+    Image.fromarray(grey).save(folder / "benign (1).png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+        folder / "benign (2).png")
+    for i in (1, 2):
+        mask = np.zeros((8, 8), np.uint8)
+        mask[2:5, 2:6] = 255
+        Image.fromarray(mask).save(folder / f"benign ({i})_mask.png")
+    return root
+
+
+@pytest.mark.parametrize("bright", [False, True], ids=["max-255", "one-pixel-65535"])
+def test_16bit_scaled_by_bit_depth(bright: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """round(v * 255 / 65535): 0, 100, 200, 255 -> 0, 0, 1, 1 and 65535 -> 255, whatever the image's maximum."""
+    ws = Workspace(tmp_path)
+    source = _sixteen_bit_busi(ws.other / "busi", bright)
+    result = call_main(main, ws.args("--size", "native", source=source, dataset="busi"), capsys)
+    assert result.code == 0, result
+    out = ws.raw / "Dataset621_BUSI"
+    rgb = np.asarray(Image.open(out / "imagesTr" / "benign_001_0000.png"))
+    expected = np.tile(np.array([0, 0, 1, 1], np.uint8), (8, 2))
+    if bright:
+        expected[0, 0] = 255
+    assert (rgb == expected[:, :, None]).all()
+    with open(out / "nnunet_se_cases.csv", encoding="utf-8") as fh:
+        assert "16-bit grey scaled to 8-bit (x 255/65535)" in fh.read()
+
+
+def test_failed_overwrite_keeps_the_old_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishing fails after the old raw and preprocessed folders were parked (disk full while copying the
+    splits): both come back unchanged, nothing new is left, one line names the file."""
+    ws = Workspace(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(ws.results))
+    _old_raw(ws)
+    _old_pre(ws.pre)
+    before = tree_digest(ws.tmp)
+
+    def disk_full(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr("nnunet_se.conversion.writer.shutil.copyfile", disk_full)
+    result = call_main(main, ws.args("--overwrite"), capsys)
+    assert_one_line_error(result, "No space left on device", "Dataset621_KvasirSEG")
+    assert tree_digest(ws.tmp) == before
+
+
+def test_dataset_of_the_same_id_appearing_during_the_run_is_not_removed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id is checked again at publish time (another tool, not holding the lock, adds Dataset621_Intruder)."""
+    ws = Workspace(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(ws.results))
+    convert = cli.convert
+
+    def convert_then_intrude(*args: object, **kwargs: object) -> object:
+        summary = convert(*args, **kwargs)  # type: ignore[arg-type]
+        _old_raw(ws, "Dataset621_Intruder")
+        return summary
+
+    monkeypatch.setattr(cli, "convert", convert_then_intrude)
+    result = call_main(main, ws.args(), capsys)
+    assert_one_line_error(result, "Dataset621_Intruder", "already used")
+    assert sorted(p.name for p in ws.raw.iterdir()) == ["Dataset621_Intruder"]
+    assert (ws.raw / "Dataset621_Intruder" / "imagesTr" / "old_0000.png").read_bytes() == b"old image"
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
+def test_two_conversions_of_one_id_at_once(overwrite: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real second process converts id 621; while it holds the lock, this one refuses (with or without
+    --overwrite) and changes nothing; the first finishes and its dataset is complete."""
+    ws = Workspace(tmp_path)
+    big = _kvasir(ws.other / "big", n=60, side=160)
+    monkeypatch.setenv("nnUNet_results", str(ws.results))
+    first = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from nnunet_se.conversion.cli import main; sys.exit(main())",
+         *ws.args("--size", "native", source=big)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (ws.raw / f".nnunet-se-lock-{ID}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.poll() is None, "the first conversion ended before the second started"
+        sources = tree_digest(ws.src)
+        result = call_main(main, ws.args(*(["--overwrite"] if overwrite else [])), capsys)
+        assert first.poll() is None, "the first conversion ended during the second: the race was not exercised"
+    finally:
+        out, err = first.communicate(timeout=120)
+    assert_one_line_error(result, "another conversion", f"pid {first.pid}", "dataset id 621")
+    assert first.returncode == 0, err
+    assert tree_digest(ws.src) == sources
+    dataset = ws.raw / "Dataset621_KvasirSEG"
+    assert sorted(p.name for p in ws.raw.iterdir()) == ["Dataset621_KvasirSEG"]
+    assert len(list((dataset / "imagesTr").iterdir())) == 60 == len(list((dataset / "labelsTr").iterdir()))
+    assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 60
