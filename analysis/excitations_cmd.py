@@ -79,10 +79,12 @@ def main(argv: list[str], prog: str) -> int:
         inputs.append(Path(args.cases))
     else:
         raise UserError(f"--cases {args.cases!r}: must be val, train, all or a folder of images")
-    check_output_folder(args.output, COMMAND, inputs)
+    identity = {"dataset": dataset, "trainer": args.trainer, "plans": args.plans,
+                "configuration": args.configuration, "folds": sorted(set(args.folds))}
+    check_output_folder(args.output, COMMAND, inputs, identity)
     trainer_cls = _plugin_trainer(args.trainer)
     report = []
-    with staged_output(args.output, COMMAND, inputs) as tmp:
+    with staged_output(args.output, COMMAND, inputs, identity) as tmp:
         for fold in args.folds:
             predictor = load_predictor(model_dir, fold, args.checkpoint, device)
             paths = recalibration_paths(predictor.network)

@@ -5,7 +5,9 @@
   old one deleted. Nothing is ever merged, so no stale file of an earlier run survives, and a failed run leaves the
   old folder as it was. Each output folder holds a marker file ``.nnunet-se-analyze`` naming the subcommand; an
   existing folder is only replaced when it is empty or carries the marker of the same subcommand, so a mistyped
-  ``-o`` cannot delete unrelated files.
+  ``-o`` cannot delete unrelated files. A subcommand may also record an identity (``excitations``: the dataset,
+  trainer, plans, configuration and folds); a folder holding another identity is refused too, so a second
+  trainer's capture cannot wipe the first one's by sharing a folder.
 - **Files** (``table -o``, ``table --cases-csv``) are written to a temporary sibling and renamed over the target.
 - Both refuse a target that is, or (for folders) contains, one of the command's inputs, and a target that is a
   symbolic link. Missing parent folders are created.
@@ -39,18 +41,23 @@ def _clashing_input(target: Path, inputs: Sequence[Path]) -> Path | None:
     return None
 
 
-def _marker_command(folder: Path) -> str | None:
+def _marker(folder: Path) -> dict:
     try:
-        return str(json.loads((folder / MARKER).read_text())["command"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
 
 
-def check_output_folder(out: Path, command: str, inputs: Sequence[Path] = ()) -> None:
+def _describe(identity: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in identity.items())
+
+
+def check_output_folder(out: Path, command: str, inputs: Sequence[Path] = (), identity: dict | None = None) -> None:
     """Raise :class:`UserError` unless ``out`` may be replaced by the output of ``command``.
 
-    ``out`` may be missing, empty, or an earlier output folder of the same subcommand; it must not be a symbolic
-    link or a file, and must not be or contain any of ``inputs``.
+    ``out`` may be missing, empty, or an earlier output folder of the same subcommand (and the same ``identity``,
+    when given); it must not be a symbolic link or a file, and must not be or contain any of ``inputs``.
     """
     if out.is_symlink():
         raise UserError(f"{out}: -o is a symbolic link; give the real folder")
@@ -60,10 +67,16 @@ def check_output_folder(out: Path, command: str, inputs: Sequence[Path] = ()) ->
     if clash is not None:
         raise UserError(f"{out}: -o is or contains the input {clash}; choose another output folder")
     if out.is_dir() and any(out.iterdir()):
-        found = _marker_command(out)
+        marker = _marker(out)
+        found = marker.get("command")
         if found != command:
             what = f"the output of `{found}`" if found else "files not written by nnunet-se-analyze"
             raise UserError(f"{out}: -o already holds {what}; remove it or choose another folder for `{command}`")
+        if identity is not None and marker.get("identity") != identity:
+            old = marker.get("identity")
+            raise UserError(f"{out}: -o holds the output of another run ({_describe(old) if old else 'unknown'}); "
+                            f"outputs are replaced whole, never merged: give this run ({_describe(identity)}) its "
+                            "own folder")
 
 
 def _make_parent(path: Path) -> None:
@@ -74,20 +87,21 @@ def _make_parent(path: Path) -> None:
 
 
 @contextmanager
-def staged_output(out: str | Path, command: str, inputs: Sequence[Path] = ()) -> Iterator[Path]:
+def staged_output(out: str | Path, command: str, inputs: Sequence[Path] = (),
+                  identity: dict | None = None) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out``; when the body succeeds, it replaces ``out`` whole.
 
     ``out`` is checked with :func:`check_output_folder` before and again just before the swap. When the body
     raises, ``out`` is left untouched and the temporary folder is removed.
     """
     out = Path(out)
-    check_output_folder(out, command, inputs)
+    check_output_folder(out, command, inputs, identity)
     _make_parent(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
-        (tmp / MARKER).write_text(json.dumps({"command": command}) + "\n")
-        check_output_folder(out, command, inputs)
+        (tmp / MARKER).write_text(json.dumps({"command": command, "identity": identity}) + "\n")
+        check_output_folder(out, command, inputs, identity)
         _swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

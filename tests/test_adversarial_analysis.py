@@ -20,7 +20,7 @@ from cli_harness import assert_one_line_error, call_main, tree_digest
 
 from nnunet_se.analysis import cli
 from nnunet_se.analysis.excitation_io import save_excitations
-from nnunet_se.analysis.outputs import MARKER, staged_output
+from nnunet_se.analysis.outputs import MARKER, check_output_folder, staged_output
 from nnunet_se.errors import UserError
 
 DATASET = "Dataset901_X"
@@ -87,6 +87,12 @@ def workspace(root: Path) -> None:
         prior.mkdir()
         (prior / MARKER).write_text(json.dumps({"command": f"nnunet-se-analyze {command}"}))
         (prior / f"{'responses' if command == 'responses' else 'thresholds'}.png").write_bytes(b"old figure")
+    prior = root / "prior_excitations"  # an earlier capture of another trainer
+    prior.mkdir()
+    (prior / MARKER).write_text(json.dumps({"command": "nnunet-se-analyze excitations", "identity": {
+        "dataset": DATASET, "trainer": "nnUNetTrainerPaperCSE", "plans": "nnUNetPlans", "configuration": "2d",
+        "folds": [0]}}))
+    (prior / f"{DATASET}__nnUNetTrainerPaperCSE__{MODEL}__fold_0.npz").write_bytes(b"captured on a GPU")
     user = root / "userdir"
     user.mkdir()
     (user / "thesis.tex").write_text("irreplaceable")
@@ -118,15 +124,21 @@ def command(name: str, *extra: str) -> Callable[[Path], list[str]]:
     return argv
 
 
-def _fake_fold(root: Path) -> None:
-    """A trained-looking fold (an empty checkpoint file) for the excitations rows."""
-    fold = root / "results" / DATASET / f"nnUNetTrainerPaperSSE__{MODEL}" / "fold_0"
-    fold.mkdir(parents=True)
-    (fold / "checkpoint_best.pth").write_bytes(b"")
+def _fake_fold(root: Path, trainer: str = "nnUNetTrainerPaperSSE", folds: tuple[int, ...] = (0,)) -> None:
+    """Trained-looking folds (empty checkpoint files) for the excitations rows."""
+    for fold in folds:
+        folder = root / "results" / DATASET / f"{trainer}__{MODEL}" / f"fold_{fold}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "checkpoint_best.pth").write_bytes(b"")
 
 
-def _preprocessed(root: Path) -> None:
-    _fake_fold(root)
+def _preprocessed(root: Path, trainer: str = "nnUNetTrainerPaperSSE") -> None:
+    _fake_fold(root, trainer)
+    (root / "pre").mkdir()
+
+
+def _preprocessed_cse(root: Path) -> None:
+    _fake_fold(root, "nnUNetTrainerPaperCSE", folds=(0, 1))
     (root / "pre").mkdir()
 
 
@@ -230,6 +242,12 @@ ROWS = [
         env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed),
     Row("exc-out-user-folder", command(*EXC, "-f", "0", "-o", "root:userdir"), ("userdir", "not written by"),
         env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed),
+    Row("exc-out-other-trainer", command(*EXC, "-f", "0", "-o", "root:prior_excitations"),
+        ("prior_excitations", "trainer nnUNetTrainerPaperCSE", "own folder"),
+        env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed),
+    Row("exc-out-other-folds", command("excitations", DATASET, "-tr", "nnUNetTrainerPaperCSE", "--device", "cpu",
+                                       "-f", "0", "1", "-o", "root:prior_excitations"), ("folds [0]", "own folder"),
+        env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed_cse),
     Row("exc-cases-missing-folder", command(*EXC, "-f", "0", "--cases", "root:nope", "-o", "root:out"),
         ("--cases", "nope", "folder of images"), env={"nnUNet_results": "{root}/results"}, setup=_fake_fold),
     Row("exc-fold-negative", command(*EXC, "-f", "-1", "-o", "root:out"), ("-f", "-1")),
@@ -320,3 +338,17 @@ def test_folder_taken_by_someone_else_meanwhile_is_not_replaced(tmp_path: Path) 
         (out / "theirs.txt").write_text("theirs")
     assert [p.name for p in out.iterdir()] == ["theirs.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_same_run_may_replace_its_own_output_only(tmp_path: Path) -> None:
+    """The identity in the marker: the same capture may be redone in place, another one may not overwrite it."""
+    out = tmp_path / "exc"
+    run = {"dataset": DATASET, "trainer": "nnUNetTrainerPaperCSE", "plans": "nnUNetPlans", "configuration": "2d",
+           "folds": [0]}
+    with staged_output(out, "cmd", identity=run) as tmp:
+        (tmp / "a.npz").write_bytes(b"first")
+    check_output_folder(out, "cmd", identity=dict(run))  # a rerun of the same capture: allowed
+    with pytest.raises(UserError, match="another run"):
+        check_output_folder(out, "cmd", identity={**run, "trainer": "nnUNetTrainerPaperMono"})
+    with pytest.raises(UserError, match="another run"):
+        check_output_folder(out, "cmd", identity={**run, "folds": [0, 1]})
