@@ -28,6 +28,12 @@ from nnunet_se.errors import UserError
 MARKER = ".nnunet-se-analyze"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _resolved(path: Path) -> Path:
     return Path(os.path.abspath(path)).resolve()
 
@@ -98,6 +104,7 @@ def staged_output(out: str | Path, command: str, inputs: Sequence[Path] = (),
     check_output_folder(out, command, inputs, identity)
     _make_parent(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the output gets the usual permissions
     try:
         yield tmp
         (tmp / MARKER).write_text(json.dumps({"command": command, "identity": identity}) + "\n")
@@ -143,6 +150,7 @@ def write_text_atomic(path: Path, text: str, inputs: Sequence[Path] = ()) -> Non
     _make_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the output gets the usual permissions
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)

@@ -10,6 +10,7 @@ The rows after the table check the successful side: output folders are replaced 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,6 +308,13 @@ def test_pca_rerun_drops_files_of_the_earlier_run(tmp_path: Path, capsys) -> Non
     (out / "stale_from_an_old_version.png").write_bytes(b"stale")
     assert call_main(cli.main, argv, capsys).code == 0
     assert not (out / "stale_from_an_old_version.png").exists()
+    assert out.stat().st_mode & 0o777 == 0o777 & ~_umask()  # not the 0700 of a temporary folder
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_table_output_with_missing_parent_is_created(tmp_path: Path, capsys) -> None:
@@ -315,6 +323,7 @@ def test_table_output_with_missing_parent_is_created(tmp_path: Path, capsys) -> 
     result = call_main(cli.main, ["table", str(tmp_path / "results"), "-o", str(target)], capsys)
     assert result.code == 0, result.stderr
     assert "nnUNetTrainerPaperCSE" in target.read_text()
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not the 0600 of a temporary file
     assert [p.name for p in target.parent.iterdir()] == ["table.md"]  # no temporary file left
 
 
