@@ -1,0 +1,281 @@
+"""Adversarial inputs for ``nnunet-se grid`` and ``nnunet-se status`` (issue 12): one row per case and per class of
+input it stands for (empty, huge, negative, multi-line, shell metacharacters, output onto an input, missing or
+unwritable output folder, folds outside the split, unknown names).
+
+Every error row checks the exit code, the single ``<prog>: error: ...`` line and its fragments, that no traceback
+appears, and that nnU-Net's three folders and the working folder (where a script or log folder would land) are
+byte-for-byte unchanged. The script rows run generated scripts with ``bash -n`` and for real, with a fake
+``nnUNetv2_train`` on PATH that records its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cli_harness import assert_one_line_error, call_main, tree_digest
+from test_grid import FINISHED, write_fold, write_splits
+
+from nnunet_se.cli import main as cli_main
+from nnunet_se.grid import shell_word
+
+FIVE, TEN, NOSPLIT = "Dataset601_Five", "Dataset602_Ten", "Dataset603_NoSplit"
+PAPER = "nnUNetTrainerPaper"
+INJECT = "touch INJECTED #"  # a payload that creates ./INJECTED if any value escapes its quoting
+
+
+@dataclass(frozen=True)
+class Case:
+    """``nnunet-se <argv>`` (``{tmp}`` is the test's folder) must fail with ``code`` and a line holding
+    ``fragments``; ``env`` overrides variables (None unsets)."""
+
+    name: str
+    argv: tuple[str, ...]
+    fragments: tuple[str, ...]
+    code: int = 1
+    env: dict[str, str | None] = field(default_factory=dict)
+
+
+GRID = ("grid", "--datasets", "601", "--trainers", PAPER)
+SLURM = (*GRID, "--format", "slurm")
+STATUS = ("status", "--datasets", "601")
+
+CASES = [
+    # --- values that would reach a script: strict names at the parser -------------------------------------------
+    Case("config-newline-injection", (*GRID, "-c", f"2d\n{INJECT}"), ("-c '2d\\ntouch INJECTED #'", "expected a name")),
+    Case("config-space-shifts-fields", (*GRID, "-c", "2d extra"), ("-c '2d extra'", "expected a name")),
+    Case("config-empty", (*GRID, "-c", ""), ("-c ''", "expected a name")),
+    Case("config-option-like", (*GRID, "--configuration=-2d"), ("-c -2d",)),
+    Case("config-huge", (*GRID, "-c", "a" * 10_000), ("(10000 characters)", "at most 100 characters")),
+    Case("plans-command-substitution", (*GRID, "-p", "$(touch INJECTED)"), ("-p '$(touch INJECTED)'",)),
+    Case("plans-path-traversal", (*GRID, "-p", "../../elsewhere"), ("-p ../../elsewhere",)),
+    Case("plans-trailing-newline", (*GRID, "-p", "nnUNetPlans\n"), ("-p 'nnUNetPlans\\n'",)),
+    Case("slurm-time-newline-directive", (*SLURM, "--slurm-time", "24:00:00\n#SBATCH --uid=0"), ("--slurm-time",)),
+    Case("slurm-partition-metachar", (*SLURM, "--slurm-partition", "gpu;touch INJECTED"), ("--slurm-partition",)),
+    Case("slurm-job-name-space", (*SLURM, "--slurm-job-name", "a b"), ("--slurm-job-name 'a b'",)),
+    Case("slurm-extra-newline", (*SLURM, "--slurm-extra", f"--mem=1G\n{INJECT}"), ("--slurm-extra touch",)),
+    Case("slurm-extra-quoted-newline", (*SLURM, "--slurm-extra", "'--mem=1G\ntouch'"), ("--slurm-extra",)),
+    Case("slurm-extra-unclosed-quote", (*SLURM, "--slurm-extra", "'--mem=1G"), ("--slurm-extra", "quotation")),
+    Case("slurm-logs-newline", (*SLURM, "--slurm-logs", f"logs\n{INJECT}"), ("--slurm-logs", "line breaks")),
+    Case("slurm-negative-cpus", (*SLURM, "--slurm-cpus", "-1"), ("--slurm-cpus must be >= 1",)),
+    Case("slurm-zero-parallel", (*SLURM, "--slurm-max-parallel", "0"), ("--slurm-max-parallel",)),
+    # --- names: unknown trainers and families list the known ones ------------------------------------------------
+    Case("trainer-unknown", ("grid", "--datasets", "601", "--trainers", "nnUNetTrainerFoo"),
+         ("--trainers nnUNetTrainerFoo: unknown trainer or family", "families: paper, auto",
+          "nnUNetTrainerPaperMono", "nnUNetTrainerSCSE_original")),
+    Case("family-typo", ("grid", "--datasets", "601", "--trainers", "papr"), ("did you mean paper?",)),
+    Case("trainer-empty", ("grid", "--datasets", "601", "--trainers", ""), ("--trainers '': unknown",)),
+    Case("trainer-trailing-newline", ("grid", "--datasets", "601", "--trainers", f"{PAPER}\n"),
+         (f"--trainers '{PAPER}\\n': unknown",)),
+    Case("status-trainer-unknown", (*STATUS, "--trainers", "nnUNetTrainerPaperMonoo"),
+         ("did you mean nnUNetTrainerPaperMono?",)),
+    # --- datasets --------------------------------------------------------------------------------------------
+    Case("dataset-empty", ("grid", "--datasets", ""), ("--datasets '': expected a dataset id",)),
+    Case("dataset-zero", ("grid", "--datasets", "0"), ("--datasets 0: expected a dataset id (1-999)",)),
+    Case("dataset-negative", ("grid", "--datasets=-601"), ("--datasets -601: expected",)),
+    Case("dataset-huge-number", ("grid", "--datasets", "9" * 5000), ("(5000 characters)",)),
+    Case("dataset-unicode-digits", ("grid", "--datasets", "\u0666\u0660\u0661"), ("expected a dataset id",)),
+    Case("dataset-twice", ("grid", "--datasets", "601", FIVE), ("a dataset is named twice",)),
+    Case("dataset-name-newline", ("grid", "--datasets", f"{FIVE}\n"), ("expected a dataset id",)),
+    # --- folds against splits_final.json -------------------------------------------------------------------
+    Case("folds-beyond-5-fold-split", (*GRID, "--folds", "5-9"),
+         ("--folds 5-9: not a fold of Dataset601_Five", "{tmp}/preprocessed/Dataset601_Five/splits_final.json has 5 "
+          "folds, 0-4", "random split")),
+    Case("folds-beyond-split-of-second-dataset", ("grid", "--datasets", "602", "601", "--folds", "0-9"),
+         ("--folds 5-9: not a fold of Dataset601_Five",)),
+    Case("folds-beyond-default-without-splits", ("grid", "--datasets", "603", "--folds", "4-6"),
+         ("--folds 5-6: not a fold of Dataset603_NoSplit",
+          "Dataset603_NoSplit/splits_final.json does not exist yet and nnU-Net's default split")),
+    Case("folds-without-preprocessed", (*GRID, "--folds", "7"), ("nnUNet_preprocessed is not set",),
+         env={"nnUNet_preprocessed": None}),
+    Case("folds-huge-range", (*GRID, "--folds", "0-99999999"), ("--folds 0-99999999: fold 99999999 is too large",)),
+    Case("folds-huge-digits", (*GRID, "--folds", "1" * 5000), ("--folds 1111", "(5000 characters)")),
+    Case("folds-negative", (*GRID, "--folds", "-1"), ("--folds -1: expected fold numbers",)),
+    Case("folds-empty", (*GRID, "--folds", ""), ("--folds '': expected",)),
+    Case("folds-multiline", (*GRID, "--folds", "0\n1"), ("--folds '0\\n1'",)),
+    Case("folds-reversed", (*GRID, "--folds", "4-1"), ("range 4-1 is empty",)),
+    Case("status-folds-beyond-split", (*STATUS, "--folds", "0-9"), ("--folds 5-9: not a fold of Dataset601_Five",)),
+    Case("status-folds-huge", (*STATUS, "--folds", "0-99999999"), ("too large",)),
+    Case("splits-not-a-list", ("grid", "--datasets", "604"),
+         ("Dataset604_BadSplits/splits_final.json: not a splits file (expected a non-empty list",)),
+    Case("splits-empty-list", ("grid", "--datasets", "605"), ("Dataset605_EmptySplits/splits_final.json",)),
+    Case("splits-not-json", ("grid", "--datasets", "606"),
+         ("Dataset606_BrokenSplits/splits_final.json: not a splits",)),
+    # --- outputs -------------------------------------------------------------------------------------------
+    Case("output-is-folder", (*GRID, "-o", "{tmp}/work"), ("is a folder",)),
+    Case("output-in-missing-folder", (*GRID, "-o", "{tmp}/work/missing/run.sh"), ("the folder", "does not exist")),
+    Case("output-onto-an-input", (*GRID, "-o", "{tmp}/preprocessed/Dataset601_Five/splits_final.json"),
+         ("inside nnUNet_preprocessed",)),
+    Case("output-into-results", (*GRID, "-o", "{tmp}/results/run.sh"), ("inside nnUNet_results",)),
+    Case("output-unwritable", (*GRID, "-o", "{unwritable}/run.sh"), ("cannot write",)),
+    Case("slurm-logs-is-a-file", (*SLURM, "--slurm-logs", "{tmp}/work/afile"), ("exists and is not a folder",)),
+    Case("slurm-logs-below-a-file", (*SLURM, "--slurm-logs", "{tmp}/work/afile/logs"),
+         ("--slurm-logs", "cannot create the folder", "Not a directory")),
+    # --- environment and results ---------------------------------------------------------------------------
+    Case("results-unset", GRID, ("nnUNet_results is not set",), env={"nnUNet_results": None}),
+    Case("status-results-is-a-file", ("status",), ("nnUNet_results is not a folder",),
+         env={"nnUNet_results": "{tmp}/work/afile"}),
+    Case("status-dice-infinite", ("status", "--datasets", "602"), ("foreground_mean.Dice is inf, not a Dice",)),
+    Case("status-plans-space", ("status", "-p", "a b"), ("-p 'a b'",)),
+    Case("nothing-to-run", (*GRID, "--folds", "0", "--format", "sh"), ("nothing to run",)),
+    Case("unknown-command", ("frobnicate",), ("unknown command 'frobnicate'",), code=2),
+]
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """nnU-Net roots under ``tmp_path``: 601 (5-fold splits, Paper fold 0 finished), 602 (10-fold splits, a summary
+    with Dice Infinity), 603 (no splits yet), 604-606 (malformed splits); the working folder ``work`` holds a file
+    ``afile``."""
+    roots = {"nnUNet_raw": tmp_path / "raw", "nnUNet_preprocessed": tmp_path / "preprocessed",
+             "nnUNet_results": tmp_path / "results"}
+    for name, path in roots.items():
+        path.mkdir()
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    write_splits(roots["nnUNet_preprocessed"], FIVE, 5)
+    write_splits(roots["nnUNet_preprocessed"], TEN, 10)
+    (roots["nnUNet_raw"] / NOSPLIT).mkdir()
+    for name, text in (("Dataset604_BadSplits", '{"train": []}'), ("Dataset605_EmptySplits", "[]"),
+                       ("Dataset606_BrokenSplits", "[{")):
+        (roots["nnUNet_preprocessed"] / name).mkdir()
+        (roots["nnUNet_preprocessed"] / name / "splits_final.json").write_text(text)
+    write_fold(roots["nnUNet_results"], FIVE, PAPER, 0, FINISHED, dice=0.8)
+    write_fold(roots["nnUNet_results"], TEN, PAPER, 0, ("checkpoint_final.pth",)).joinpath(
+        "validation").mkdir()
+    (roots["nnUNet_results"] / TEN / f"{PAPER}__nnUNetPlans__2d" / "fold_0" / "validation" / "summary.json").write_text(
+        '{"foreground_mean": {"Dice": Infinity}}')
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "afile").write_text("not a folder")
+    monkeypatch.chdir(work)
+    return tmp_path
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in (root ignores permission bits, so /sys then)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "readonly"
+        folder.mkdir()
+        folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        return folder
+    if not Path("/sys").is_dir():
+        pytest.skip("running as root without /sys: no unwritable folder")
+    return Path("/sys")
+
+
+def expand(value: str, tmp_path: Path) -> str:
+    if "{unwritable}" in value:
+        value = value.replace("{unwritable}", str(unwritable_folder(tmp_path)))
+    return value.replace("{tmp}", str(tmp_path))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(world: Path, case: Case, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in case.env.items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, expand(value, world))
+    argv = [expand(a, world) for a in case.argv]
+    folders = [world / name for name in ("raw", "preprocessed", "results", "work")]
+    before = [tree_digest(f) for f in folders]
+    result = call_main(cli_main, argv, capsys)
+    assert result.code == case.code
+    assert_one_line_error(result, *(expand(f, world) for f in case.fragments))
+    assert result.stdout == ""
+    assert [tree_digest(f) for f in folders] == before
+    assert not (world / "work" / "INJECTED").exists()
+
+
+# --- generated scripts: no value escapes its quoting ---------------------------------------------------------------
+
+FAKE_TRAIN = """#!/bin/bash
+printf '%s\\n' "$*" >> "$NNUNET_SE_TEST_CALLS"
+"""
+
+
+def run_generated(script: Path, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """``bash -n`` then run ``script`` for real with a fake ``nnUNetv2_train`` first on PATH; its calls, one line
+    each."""
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "nnUNetv2_train").write_text(FAKE_TRAIN)
+    (bin_dir / "nnUNetv2_train").chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.unlink(missing_ok=True)
+    full_env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "NNUNET_SE_TEST_CALLS": str(calls),
+                **env}
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=full_env, timeout=60,
+                            cwd=tmp_path / "work")
+    return result, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.parametrize("format_", ["sh", "slurm"])
+def test_hostile_paths_stay_quoted_in_scripts(world: Path, format_: str, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Legitimate but hostile file names (a newline, ``$(...)``, quotes) in ``-o`` (echoed in the header comment)
+    and in ``nnUNet_results`` (exported by the script) do not run anything, and every job gets exactly its
+    fields."""
+    hostile = f"x'\"\n$(touch INJECTED) `touch INJECTED` {INJECT}"
+    results = world / f"results{hostile}"
+    (world / "results").rename(results)
+    monkeypatch.setenv("nnUNet_results", str(results))
+    output = world / "work" / f"run{hostile}.sh"
+    extra = ["--format", "slurm", "--slurm-logs", str(world / "work" / "logs")] if format_ == "slurm" else []
+    argv = [*GRID, "--folds", "0-2", "-o", str(output), *extra]
+    result = call_main(cli_main, argv, capsys)
+    assert result.code == 0, result.stderr
+    prefix = "# nnunet-se grid: 2 jobs; re-generate with: nnunet-se "
+    header = output.read_text().splitlines()[1]
+    assert header.startswith(prefix)
+    echo = world / "echo.sh"  # the header's command, read back by bash, is the command that was run
+    echo.write_text(f"printf '%s\\0' {header[len(prefix):]}\n")
+    words = subprocess.run(["bash", str(echo)], capture_output=True, cwd=world / "work", timeout=30).stdout
+    assert words.decode().split("\0")[:-1] == argv
+    env = {"SLURM_ARRAY_TASK_ID": "1"} if format_ == "slurm" else {}
+    monkeypatch.delenv("nnUNet_results")  # the script's own export must supply it
+    run, calls = run_generated(output, world, env | {"nnUNet_results": ""})
+    assert run.returncode == 0, run.stderr
+    expected = [f"601 2d {fold} -tr {PAPER} -p nnUNetPlans -device cuda --c" for fold in (1, 2)]
+    assert calls == (expected[1:] if format_ == "slurm" else expected)
+    assert not list(world.rglob("INJECTED"))
+
+
+def test_missing_splits_warns_and_allows_nnunet_default_folds(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without splits_final.json the grid assumes nnU-Net's default 5-fold split (0-4) and says so after writing."""
+    result = call_main(cli_main, ["grid", "--datasets", "603", "--trainers", PAPER, "--format", "json"], capsys)
+    assert result.code == 0
+    assert [j["fold"] for j in json.loads(result.stdout)["jobs"]] == [0, 1, 2, 3, 4]
+    assert (f"warning: {world}/preprocessed/{NOSPLIT}/splits_final.json does not exist yet and nnU-Net's default "
+            f"split of {NOSPLIT} has 5 folds; assuming folds 0-4") in result.stderr
+
+
+def test_default_folds_follow_each_datasets_split(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --folds every dataset gets the folds of its own split: 0-4 for 601, 0-9 for 602."""
+    result = call_main(cli_main, ["grid", "--datasets", "601", "602", "--trainers", PAPER, "--all", "--format",
+                                  "json"], capsys)
+    assert result.code == 0
+    folds = [(j["dataset_id"], j["fold"]) for j in json.loads(result.stdout)["jobs"]]
+    assert folds == [(601, f) for f in range(5)] + [(602, f) for f in range(10)]
+
+
+@pytest.mark.parametrize("value", ["plain", "", "a b", "it's", '"$HOME"', "$(touch INJECTED)", "`id`", "a\nb",
+                                   "tab\there", "back\\slash\\n", "\x1b[31m", "caf\u00e9", "\u2028", "!*?[]{};&|<>#~"])
+def test_shell_word_round_trips_through_bash(value: str, tmp_path: Path) -> None:
+    """bash reads ``shell_word(value)`` back as exactly ``value``, on one line, without running anything."""
+    word = shell_word(value)
+    assert "\n" not in word
+    script = tmp_path / "w.sh"
+    script.write_text(f"printf '%s' {word}\n")
+    result = subprocess.run(["bash", str(script)], capture_output=True, cwd=tmp_path, timeout=30,
+                            env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert result.returncode == 0 and result.stdout.decode() == value
+    assert not (tmp_path / "INJECTED").exists()
