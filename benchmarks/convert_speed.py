@@ -3,24 +3,29 @@
 Measures images/s, interleaved rounds, median after one warm-up round, all in one run:
 
 - ``naive``: full-resolution decode of image and mask, bilinear resize to 224, threshold, PNG write (1 process);
-- ``convert_w1`` / ``convert_w2``: ``nnunet-se-convert``'s per-case work (DCT-scaled JPEG decode, resize, checks,
-  hashes, PNG write) via its worker pool with 1 and 2 processes (pool start-up included);
+- ``convert_w1`` / ``convert_w2``: ``nnunet-se-convert``'s per-case work (read, DCT-scaled JPEG decode, full mask
+  decode and binary check, resize, hashes, PNG write) via its worker pool with 1 and 2 processes (pool start-up
+  included; costliest cases first, as the converter schedules them);
 - ``decode_jpeg``: the decode limit, reduced-scale JPEG decode alone (no mask, no resize, no writing);
-- ``decode_jpeg_mask``: reduced-scale JPEG decode plus the full PNG mask decode (the mask has no reduced decode).
+- ``decode_jpeg_mask``: reduced-scale JPEG decode plus the full PNG mask decode (the mask has no reduced decode);
+- ``decode_jpeg_mask_passes``: that plus the mask's binary check (histogram) and its reduce + bilinear resize.
 
 Wall time and (for the single-process variants) CPU time of this process are both recorded.
 
-Usage: ``python benchmarks/convert_speed.py [--samples DIR] [--rounds 5]`` (DIR defaults to
-``$NNUNET_SE_REAL_SAMPLES``); writes ``benchmarks/results/convert_speed.{json,md}``.
+Usage: ``python benchmarks/convert_speed.py [--samples DIR] [--rounds 5] [--profile]`` (DIR defaults to
+``$NNUNET_SE_REAL_SAMPLES``); writes ``benchmarks/results/convert_speed.{json,md}``. ``--profile`` instead prints
+where ``convert_w1`` spends its time (cProfile, sorted by own time) and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import io
 import json
 import os
 import platform
+import pstats
 import shutil
 import statistics
 import tempfile
@@ -32,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from nnunet_se.conversion.converter import convert_case, run_parallel
+from nnunet_se.conversion.images import REDUCING_GAP, RESIZE_FILTER
 from nnunet_se.conversion.isic2018 import RULES
 from nnunet_se.conversion.sources import collect_sources
 
@@ -43,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", default=os.environ.get("NNUNET_SE_REAL_SAMPLES"))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="profile convert_w1 instead of timing")
     args = parser.parse_args()
     if not args.samples:
         parser.error("pass --samples or set NNUNET_SE_REAL_SAMPLES")
@@ -50,6 +57,8 @@ def main() -> None:
     cases = [c for c in RULES.find_cases(files, False) if c.subset == "train"]
     blobs = [(c.image.read(), c.masks[0].read()) for c in cases]  # bytes in memory: no disk cache effects
     n = len(cases)
+    costs = [c.image.nbytes() + sum(m.nbytes() for m in c.masks) for c in cases]
+    load_start = os.getloadavg()[0]
 
     def naive(out: Path) -> None:
         for i, (img_bytes, mask_bytes) in enumerate(blobs):
@@ -60,18 +69,22 @@ def main() -> None:
 
     def converter(workers: int) -> Callable[[Path], None]:
         def run(out: Path) -> None:
-            run_parallel([(c, SIZE, RULES.mask_threshold, out) for c in cases], convert_case, workers)
+            run_parallel([(c, SIZE, RULES.mask_threshold, out) for c in cases], convert_case, workers, costs)
 
         return run
 
-    def decode(with_mask: bool) -> Callable[[Path], None]:
+    def decode(with_mask: bool, mask_passes: bool = False) -> Callable[[Path], None]:
         def run(out: Path) -> None:
             for img_bytes, mask_bytes in blobs:
                 image = Image.open(io.BytesIO(img_bytes))
                 image.draft("RGB", (SIZE, SIZE))
                 image.load()
                 if with_mask:
-                    Image.open(io.BytesIO(mask_bytes)).load()
+                    mask = Image.open(io.BytesIO(mask_bytes))
+                    mask.load()
+                    if mask_passes:  # the two full-resolution passes a lossless mask needs: check, reduce+resize
+                        mask.histogram()
+                        mask.resize((SIZE, SIZE), RESIZE_FILTER, reducing_gap=REDUCING_GAP)
 
         return run
 
@@ -81,7 +94,16 @@ def main() -> None:
         "convert_w2": converter(2),
         "decode_jpeg": decode(False),
         "decode_jpeg_mask": decode(True),
+        "decode_jpeg_mask_passes": decode(True, mask_passes=True),
     }
+    if args.profile:
+        out = Path(tempfile.mkdtemp(prefix="convert_speed_"))
+        variants["convert_w1"](out)  # warm-up
+        profile = cProfile.Profile()
+        profile.runcall(variants["convert_w1"], out)
+        shutil.rmtree(out)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
+        return
     times: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants if k != "convert_w2"}
     for round_ in range(args.rounds + 1):
@@ -101,12 +123,14 @@ def main() -> None:
         "convert_w1_vs_naive": rate["convert_w1"] / rate["naive"],
         "convert_w1_vs_decode_jpeg": rate["convert_w1"] / rate["decode_jpeg"],
         "convert_w1_vs_decode_jpeg_mask": rate["convert_w1"] / rate["decode_jpeg_mask"],
+        "convert_w1_vs_decode_jpeg_mask_passes": rate["convert_w1"] / rate["decode_jpeg_mask_passes"],
+        "decode_jpeg_mask_passes_vs_decode_jpeg_mask": rate["decode_jpeg_mask_passes"] / rate["decode_jpeg_mask"],
         "convert_w2_vs_w1": rate["convert_w2"] / rate["convert_w1"],
         "cpu_convert_w1_vs_naive": cpu_rate["convert_w1"] / cpu_rate["naive"],
         "cpu_convert_w1_vs_decode_jpeg": cpu_rate["convert_w1"] / cpu_rate["decode_jpeg"],
         "cpu_convert_w1_vs_decode_jpeg_mask": cpu_rate["convert_w1"] / cpu_rate["decode_jpeg_mask"],
     }
-    targets = {"convert_w1_vs_naive": 2.5, "convert_w1_vs_decode_jpeg": 0.9, "convert_w2_vs_w1": 1.8}
+    targets = {"convert_w1_vs_naive": 2.5, "convert_w1_vs_decode_jpeg_mask": 0.9, "convert_w2_vs_w1": 1.8}
     result = {
         "images": n,
         "rounds": args.rounds,
@@ -115,14 +139,17 @@ def main() -> None:
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "targets": targets,
         "met": {k: ratios[k] >= t for k, t in targets.items()},
-        "machine": {"cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "load_avg_1min_start": round(load_start, 2),
+                    "load_avg_1min_end": round(os.getloadavg()[0], 2), "python": platform.python_version()},
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "convert_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     notes = [
         "The decode limit ``decode_jpeg`` ignores the ISIC mask, a full-resolution PNG that has no reduced-scale",
         "decode and must be read in full to check it is binary: ``decode_jpeg_mask`` is the real floor.",
+        "``decode_jpeg_mask_passes`` adds the two full-resolution mask passes no lossless conversion can skip (the",
+        "binary check, a C histogram, and the reduce + bilinear resize): its rate is the most any converter that",
+        "checks masks and resizes them as documented can reach.",
         "",
     ]
     lines = [
@@ -132,7 +159,8 @@ def main() -> None:
         f"--rounds {args.rounds}`",
         "",
         f"{n} real ISIC training pairs, {args.rounds} interleaved rounds after 1 warm-up, median; "
-        f"{result['machine']['cpus']} CPUs, 1-min load average at the end {result['machine']['load_avg_1min']}.",
+        f"{result['machine']['cpus']} CPUs, 1-min load average {result['machine']['load_avg_1min_start']} at the "
+        f"start and {result['machine']['load_avg_1min_end']} at the end.",
         "",
         "Wall-clock rates suffer from other load on a shared machine; the single-process variants are also given",
         "per CPU-second of this process (``cpu_`` ratios), which contention affects much less.",
