@@ -278,7 +278,7 @@ def main(argv: list[str], prog: str) -> int:
         check_slurm_args(args)
     check_output(args.output, roots)
     datasets = resolve_datasets(args.datasets, roots)
-    splits = {d: check_folds(requested or [], roots["nnUNet_preprocessed"], d) for d in datasets}
+    splits = {d: check_folds(requested or [], roots, d) for d in datasets}
     folds = {d: requested or split.folds for d, split in splits.items()}
     jobs = build_manifest(datasets, trainers, folds, args.configuration, args.plans)
     states = [fold_state(job.fold_folder(roots["nnUNet_results"])) for job in jobs]

@@ -248,16 +248,24 @@ def fold_ranges(folds: Iterable[int]) -> str:
     return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs) or "-"
 
 
-def split_fold_count(preprocessed: Path | None, dataset: Dataset) -> int | None:
-    """Number of folds in ``nnUNet_preprocessed/<dataset>/splits_final.json``, or None when there is none.
+SPLITS_FILE = "splits_final.json"
 
-    Raises UserError when the file is not nnU-Net's format (a list of ``{"train": [...], "val": [...]}``).
+
+def splits_file(roots: Mapping[str, Path | None], dataset: Dataset) -> Path | None:
+    """``nnUNet_preprocessed/<dataset>/splits_final.json``, else the raw folder's copy (``nnunet-se-convert`` writes
+    both; nnU-Net copies the raw one into the preprocessed folder when planning), else None."""
+    for name in ("nnUNet_preprocessed", "nnUNet_raw"):
+        root = roots.get(name)
+        if root is not None and (root / dataset.name / SPLITS_FILE).is_file():
+            return root / dataset.name / SPLITS_FILE
+    return None
+
+
+def split_fold_count(path: Path) -> int:
+    """Number of folds in an nnU-Net ``splits_final.json`` (a non-empty list of ``{"train": [...], "val": [...]}``).
+
+    Raises UserError when the file is not in that format.
     """
-    if preprocessed is None:
-        return None
-    path = preprocessed / dataset.name / "splits_final.json"
-    if not path.is_file():
-        return None
     try:
         splits = json.loads(path.read_text())
     except (ValueError, RecursionError) as exc:  # ValueError covers JSON and UTF-8 errors
@@ -274,8 +282,8 @@ def split_fold_count(preprocessed: Path | None, dataset: Dataset) -> int | None:
 class SplitFolds:
     """The folds nnU-Net trains for a dataset on a fixed split, and where that number comes from (for messages).
 
-    ``assumed``: there is no ``splits_final.json`` (not planned yet, or converted with ``--splits nnunet``), so the
-    folds are nnU-Net's default 0-4, which nnU-Net writes to ``splits_final.json`` on the first training.
+    ``assumed``: there is no ``splits_final.json`` (not converted with ``nnunet-se-convert``, or converted with
+    ``--splits nnunet``), so the folds are nnU-Net's default 0-4, which nnU-Net saves on the first training.
     """
 
     folds: list[int]
@@ -287,24 +295,27 @@ class SplitFolds:
         return f"{self.source}; assuming folds {fold_ranges(self.folds)}" if self.assumed else None
 
 
-def dataset_folds(preprocessed: Path | None, dataset: Dataset) -> SplitFolds:
-    """The folds of ``dataset``'s ``splits_final.json``, else nnU-Net's default ones (see :class:`SplitFolds`)."""
-    path = None if preprocessed is None else preprocessed / dataset.name / "splits_final.json"
-    count = split_fold_count(preprocessed, dataset)
-    if count is not None:
+def dataset_folds(roots: Mapping[str, Path | None], dataset: Dataset) -> SplitFolds:
+    """The folds of ``dataset``'s ``splits_final.json`` (see :func:`splits_file`), else nnU-Net's default ones."""
+    path = splits_file(roots, dataset)
+    if path is not None:
+        count = split_fold_count(path)
         return SplitFolds(list(range(count)), f"{path} has {count} folds", assumed=False)
-    missing = "nnUNet_preprocessed is not set" if path is None else f"{path} does not exist yet"
-    return SplitFolds(list(DEFAULT_FOLDS), f"{missing} and nnU-Net's default split of {dataset.name} has "
+    searched = [str(root / dataset.name) for name in ("nnUNet_preprocessed", "nnUNet_raw")
+                if (root := roots.get(name)) is not None]
+    missing = (f"no {SPLITS_FILE} in {' or '.join(searched)} yet" if searched
+               else "neither nnUNet_preprocessed nor nnUNet_raw is set")
+    return SplitFolds(list(DEFAULT_FOLDS), f"{missing}, and nnU-Net's default split of {dataset.name} has "
                       f"{NNUNET_DEFAULT_FOLDS} folds", assumed=True)
 
 
-def check_folds(folds: Sequence[int], preprocessed: Path | None, dataset: Dataset) -> SplitFolds:
+def check_folds(folds: Sequence[int], roots: Mapping[str, Path | None], dataset: Dataset) -> SplitFolds:
     """``dataset``'s split, after checking that every fold of ``folds`` is in it (else a UserError).
 
     nnU-Net does not refuse a fold outside its split: it trains it on a random 80:20 split of its own, which
     ignores the duplicate grouping of our splits.
     """
-    split = dataset_folds(preprocessed, dataset)
+    split = dataset_folds(roots, dataset)
     outside = sorted(set(folds) - set(split.folds))
     if outside:
         raise UserError(f"--folds {fold_ranges(outside)}: not a fold of {dataset.name} ({split.source}, "

@@ -11,7 +11,7 @@ import argparse
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,10 +75,10 @@ def trained_trainers(results: Path, dataset: Dataset, plans: str, configuration:
     return sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.is_dir() and p.name.endswith(suffix))
 
 
-def folds_of(results: Path, preprocessed: Path | None, dataset: Dataset, trainers: Sequence[str], plans: str,
+def folds_of(results: Path, roots: Mapping[str, Path | None], dataset: Dataset, trainers: Sequence[str], plans: str,
              configuration: str) -> list[int]:
     """Expected folds: those of ``splits_final.json`` (0-4 without one), plus any ``fold_k`` already present."""
-    folds = set(dataset_folds(preprocessed, dataset).folds)
+    folds = set(dataset_folds(roots, dataset).folds)
     for trainer in trainers:
         model = results / dataset.name / f"{trainer}__{plans}__{configuration}"
         if model.is_dir():
@@ -87,17 +87,17 @@ def folds_of(results: Path, preprocessed: Path | None, dataset: Dataset, trainer
     return sorted(folds)
 
 
-def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset], trainers: Sequence[str] | None,
-            folds: Sequence[int] | None, plans: str, configuration: str) -> list[Row]:
+def collect(results: Path, roots: Mapping[str, Path | None], datasets: Sequence[Dataset],
+            trainers: Sequence[str] | None, folds: Sequence[int] | None, plans: str, configuration: str) -> list[Row]:
     """One row per (dataset, trainer); trainers default to those found in the results folder."""
     rows = []
     for dataset in datasets:
         names = list(trainers) if trainers else trained_trainers(results, dataset, plans, configuration)
         if folds:
-            check_folds(folds, preprocessed, dataset)
+            check_folds(folds, roots, dataset)
             expected = list(folds)
         else:
-            expected = folds_of(results, preprocessed, dataset, names, plans, configuration)
+            expected = folds_of(results, roots, dataset, names, plans, configuration)
         for trainer in names:
             row = Row(dataset.name, trainer)
             for fold in expected:
@@ -150,7 +150,7 @@ def main(argv: list[str], prog: str) -> int:
         datasets = resolve_datasets(args.datasets, roots)
     else:
         datasets = [Dataset(i, name) for i, name in find_datasets([results]).items()]
-    rows = collect(results, roots["nnUNet_preprocessed"], datasets, trainers, folds, args.plans, args.configuration)
+    rows = collect(results, roots, datasets, trainers, folds, args.plans, args.configuration)
     if args.json:
         print(json.dumps([r.as_json() for r in rows], indent=2, allow_nan=False))
     elif not rows:

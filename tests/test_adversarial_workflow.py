@@ -89,10 +89,13 @@ CASES = [
     Case("folds-beyond-split-of-second-dataset", ("grid", "--datasets", "602", "601", "--folds", "0-9"),
          ("--folds 5-9: not a fold of Dataset601_Five",)),
     Case("folds-beyond-default-without-splits", ("grid", "--datasets", "603", "--folds", "4-6"),
-         ("--folds 5-6: not a fold of Dataset603_NoSplit",
-          "Dataset603_NoSplit/splits_final.json does not exist yet and nnU-Net's default split")),
-    Case("folds-without-preprocessed", (*GRID, "--folds", "7"), ("nnUNet_preprocessed is not set",),
-         env={"nnUNet_preprocessed": None}),
+         ("--folds 5-6: not a fold of Dataset603_NoSplit (no splits_final.json in "
+          "{tmp}/preprocessed/Dataset603_NoSplit or {tmp}/raw/Dataset603_NoSplit yet, and nnU-Net's default split of "
+          "Dataset603_NoSplit has 5 folds, 0-4)",)),
+    Case("folds-without-nnunet-folders", (*GRID, "--folds", "7"), ("neither nnUNet_preprocessed nor nnUNet_raw",),
+         env={"nnUNet_preprocessed": None, "nnUNet_raw": None}),
+    Case("folds-beyond-raw-split-before-planning", ("grid", "--datasets", "607", "--folds", "3"),
+         ("--folds 3: not a fold of Dataset607_RawOnly ({tmp}/raw/Dataset607_RawOnly/splits_final.json has 3 folds",)),
     Case("folds-huge-range", (*GRID, "--folds", "0-99999999"), ("--folds 0-99999999: fold 99999999 is too large",)),
     Case("folds-huge-digits", (*GRID, "--folds", "1" * 5000), ("--folds 1111", "(5000 characters)")),
     Case("folds-negative", (*GRID, "--folds", "-1"), ("--folds -1: expected fold numbers",)),
@@ -130,8 +133,8 @@ CASES = [
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """nnU-Net roots under ``tmp_path``: 601 (5-fold splits, Paper fold 0 finished), 602 (10-fold splits, a summary
-    with Dice Infinity), 603 (no splits yet), 604-606 (malformed splits); the working folder ``work`` holds a file
-    ``afile``."""
+    with Dice Infinity), 603 (no splits yet), 604-606 (malformed splits), 607 (3-fold splits in raw only); the
+    working folder ``work`` holds a file ``afile``."""
     roots = {"nnUNet_raw": tmp_path / "raw", "nnUNet_preprocessed": tmp_path / "preprocessed",
              "nnUNet_results": tmp_path / "results"}
     for name, path in roots.items():
@@ -141,6 +144,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_splits(roots["nnUNet_preprocessed"], FIVE, 5)
     write_splits(roots["nnUNet_preprocessed"], TEN, 10)
     (roots["nnUNet_raw"] / NOSPLIT).mkdir()
+    write_splits(roots["nnUNet_raw"], "Dataset607_RawOnly", 3)  # converted, not planned yet
     for name, text in (("Dataset604_BadSplits", '{"train": []}'), ("Dataset605_EmptySplits", "[]"),
                        ("Dataset606_BrokenSplits", "[{")):
         (roots["nnUNet_preprocessed"] / name).mkdir()
@@ -254,8 +258,8 @@ def test_missing_splits_warns_and_allows_nnunet_default_folds(world: Path, capsy
     result = call_main(cli_main, ["grid", "--datasets", "603", "--trainers", PAPER, "--format", "json"], capsys)
     assert result.code == 0
     assert [j["fold"] for j in json.loads(result.stdout)["jobs"]] == [0, 1, 2, 3, 4]
-    assert (f"warning: {world}/preprocessed/{NOSPLIT}/splits_final.json does not exist yet and nnU-Net's default "
-            f"split of {NOSPLIT} has 5 folds; assuming folds 0-4") in result.stderr
+    assert (f"warning: no splits_final.json in {world}/preprocessed/{NOSPLIT} or {world}/raw/{NOSPLIT} yet, and "
+            f"nnU-Net's default split of {NOSPLIT} has 5 folds; assuming folds 0-4") in result.stderr
 
 
 def test_default_folds_follow_each_datasets_split(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
