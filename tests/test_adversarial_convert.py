@@ -197,6 +197,9 @@ ROWS = [
     Row("empty --seed", lambda ws: ws.args("--seed", ""), code=2, fragments=("--seed",)),
     Row("huge --size", lambda ws: ws.args("--size", "100000"), code=2, fragments=("--size", "8-8192")),
     Row("--id 0", lambda ws: ws.args("--id", "0"), fragments=("--id 0",)),
+    Row("huge --id", lambda ws: ws.args("--id", str(10**20)), fragments=(f"--id {10**20}", "1-999")),
+    Row("negative --folds", lambda ws: ws.args("--folds", "-3"), fragments=("--folds -3",)),
+    Row("huge --folds", lambda ws: ws.args("--folds", str(10**9)), fragments=(f"--folds {10**9}",)),
     Row("--workers 0", lambda ws: ws.args("--workers", "0"), fragments=("--workers 0",)),
     Row("multi-line --name", lambda ws: ws.args("--name", "Kvasir\n"), fragments=("--name", "letters")),
     Row("empty --name", lambda ws: ws.args("--name", ""), fragments=("--name",)),
@@ -367,8 +370,10 @@ def test_two_conversions_of_one_id_at_once(overwrite: bool, tmp_path: Path, caps
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not (ws.raw / f".nnunet-se-lock-{ID}").exists() and time.monotonic() < deadline:
+        lock, deadline = ws.raw / f".nnunet-se-lock-{ID}", time.monotonic() + 60
+        while time.monotonic() < deadline:  # the holder writes its pid once it has the lock
+            if lock.exists() and lock.read_text().strip() == str(first.pid):
+                break
             time.sleep(0.01)
         assert first.poll() is None, "the first conversion ended before the second started"
         sources = tree_digest(ws.src)

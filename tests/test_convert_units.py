@@ -12,8 +12,10 @@ from PIL import Image
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from nnunet_se.conversion.cases import read_case_table
+from nnunet_se.conversion.converter import run_parallel
 from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, hamming_matrix, phash, pixel_digest
 from nnunet_se.conversion.images import decode_mask, mask_array
+from nnunet_se.conversion.png import encode_png
 from nnunet_se.conversion.splits import make_splits
 from nnunet_se.conversion.writer import Case, RawDatasetWriter
 from nnunet_se.errors import UserError
@@ -162,3 +164,21 @@ def test_writer_leaves_nothing_on_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="mask values"), RawDatasetWriter(tmp_path, 8, "Broken") as writer:
         writer.add(Case("a", image, np.full((8, 8), 2)))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (1, 9), (6, 1), (13, 11, 3), (1, 1, 3)], ids=str)
+def test_png_encoder_round_trips_through_pillow(shape: tuple[int, ...]) -> None:
+    """The converter's own PNG writer (Up filter, Huffman-only deflate) decodes exactly with Pillow (the oracle)."""
+    array = np.random.default_rng(len(shape) * 100 + shape[0]).integers(0, 256, shape, dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(encode_png(array)))
+    assert decoded.mode == ("L" if len(shape) == 2 else "RGB")
+    assert (np.asarray(decoded) == array).all()
+
+
+def _identity(task: int) -> int:
+    return task
+
+
+def test_run_parallel_keeps_input_order_with_costliest_first() -> None:
+    tasks = list(range(9))
+    assert run_parallel(tasks, _identity, 2, costs=[(7 * t) % 9 for t in tasks]) == tasks  # type: ignore[arg-type]
