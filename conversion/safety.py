@@ -64,9 +64,10 @@ def name_max(path: Path) -> int:
         return 255
 
 
-def check_folders(roots: dict[str, Path | None], sources: Sequence[Path]) -> None:
+def check_folders(roots: dict[str, Path | None], sources: Sequence[Path], written: Sequence[str]) -> None:
     """Every two of ``roots`` (option label -> resolved folder or None) are distinct and not nested, and no source
-    lies inside any of them. Paths must already be resolved (symbolic links followed)."""
+    lies inside a root the converter writes to (labels in ``written``). Paths must already be resolved (symbolic
+    links followed)."""
     named = [(label, path) for label, path in roots.items() if path is not None]
     for i, (label_a, a) in enumerate(named):
         for label_b, b in named[i + 1:]:
@@ -78,7 +79,7 @@ def check_folders(roots: dict[str, Path | None], sources: Sequence[Path]) -> Non
                 raise UserError(f"{inner}: {inner_label} lies inside {outer_label} {outer}; they must be separate")
     for source in sources:
         for label, root in named:
-            if _inside(source, root):
+            if label in written and _inside(source, root):
                 raise UserError(f"{source}: the source lies inside {label} {root}, which the converter writes to; "
                                 "move it out first")
 

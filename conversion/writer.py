@@ -204,7 +204,7 @@ class RawDatasetWriter:
         """Distinct roots, writable, sources outside them, and a name the file system can store (see safety)."""
         roots = {"--raw-dir": self.raw_dir, "--preprocessed-dir": self.preprocessed_dir,
                  "nnUNet_results": self.results_dir}
-        check_folders(roots, self.sources)
+        check_folders(roots, self.sources, written=("--raw-dir", "--preprocessed-dir"))
         longest = name_max(self.raw_dir) - len(f"{PARTIAL_PREFIX}000-{2**22}.old-")
         if len(os.fsencode(self.dataset_name)) > longest:
             raise UserError(f"--name: {self.dataset_name!r} is too long for the file system in {self.raw_dir} "
