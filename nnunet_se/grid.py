@@ -43,6 +43,15 @@ REQUEUE_SIGNAL_SECONDS = 600
 _TIME_RE = re.compile(r"(\d{1,5}-)?\d{1,5}(:\d{1,2}){0,2}", re.ASCII)
 _SBATCH_OPTION_RE = re.compile(r"--?[A-Za-z][A-Za-z0-9\-]*(=[!-~]+)?", re.ASCII)  # value: printable, no space
 _SLURM_WORD_RE = re.compile(r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*", re.ASCII)  # job name, partition list
+# sbatch options the grid writes itself (long and short forms) -> the grid option that sets them. A second
+# --array or --output in --slurm-extra would break the index -> job mapping or lose the logs.
+_OWN_SBATCH_OPTIONS = {
+    "--array": "the manifest", "-a": "the manifest", "--output": "--slurm-logs", "-o": "--slurm-logs",
+    "--job-name": "--slurm-job-name", "-J": "--slurm-job-name", "--time": "--slurm-time", "-t": "--slurm-time",
+    "--cpus-per-task": "--slurm-cpus", "-c": "--slurm-cpus", "--gpus": "--slurm-gpus", "-G": "--slurm-gpus",
+    "--partition": "--slurm-partition", "-p": "--slurm-partition", "--requeue": "the grid",
+    "--open-mode": "the grid", "--signal": "the grid",
+}
 
 _PRELUDE = """\
 set -euo pipefail
@@ -216,6 +225,8 @@ def check_slurm_args(args: argparse.Namespace) -> None:
     for option in args.slurm_extra:
         if not _SBATCH_OPTION_RE.fullmatch(option):
             raise UserError(f"--slurm-extra {shown(option)}: expected one sbatch option such as --mem=64G")
+        if (owner := _OWN_SBATCH_OPTIONS.get(option.split("=", 1)[0])) is not None:
+            raise UserError(f"--slurm-extra {option}: set by {owner}, not here")
     for option, value in (("--slurm-partition", args.slurm_partition), ("--slurm-job-name", args.slurm_job_name)):
         if value is not None and not _SLURM_WORD_RE.fullmatch(value):
             raise UserError(f"{option} {shown(value)}: use letters, digits, '.', '_' or '-' (a list with ',')")
@@ -225,6 +236,8 @@ def check_slurm_args(args: argparse.Namespace) -> None:
                         "breaks")
     if logs.exists() and not logs.is_dir():
         raise UserError(f"--slurm-logs {logs}: exists and is not a folder")
+    if args.output is not None and args.output.resolve() == logs.resolve():
+        raise UserError(f"-o {args.output}: the same path as --slurm-logs")
 
 
 def check_output(output: Path | None, roots: dict[str, Path | None]) -> None:

@@ -62,6 +62,8 @@ CASES = [
     Case("slurm-extra-quoted-newline", (*SLURM, "--slurm-extra", "'--mem=1G\ntouch'"), ("--slurm-extra",)),
     Case("slurm-extra-unclosed-quote", (*SLURM, "--slurm-extra", "'--mem=1G"), ("--slurm-extra", "quotation")),
     Case("slurm-logs-newline", (*SLURM, "--slurm-logs", f"logs\n{INJECT}"), ("--slurm-logs", "line breaks")),
+    Case("slurm-extra-overrides-array", (*SLURM, "--slurm-extra=--array=0-3"), ("--slurm-extra --array=0-3: set by",)),
+    Case("slurm-extra-overrides-output", (*SLURM, "--slurm-extra=-o /tmp/x"), ("--slurm-extra -o: set by",)),
     Case("slurm-negative-cpus", (*SLURM, "--slurm-cpus", "-1"), ("--slurm-cpus must be >= 1",)),
     Case("slurm-zero-parallel", (*SLURM, "--slurm-max-parallel", "0"), ("--slurm-max-parallel",)),
     # --- names: unknown trainers and families list the known ones ------------------------------------------------
@@ -117,6 +119,8 @@ CASES = [
     Case("output-into-results", (*GRID, "-o", "{tmp}/results/run.sh"), ("inside nnUNet_results",)),
     Case("output-unwritable", (*GRID, "-o", "{unwritable}/run.sh"), ("cannot write",)),
     Case("slurm-logs-is-a-file", (*SLURM, "--slurm-logs", "{tmp}/work/afile"), ("exists and is not a folder",)),
+    Case("output-is-the-log-folder", (*SLURM, "-o", "{tmp}/work/logs", "--slurm-logs", "logs"),
+         ("the same path as --slurm-logs",)),
     Case("slurm-logs-below-a-file", (*SLURM, "--slurm-logs", "{tmp}/work/afile/logs"),
          ("--slurm-logs", "cannot create the folder", "Not a directory")),
     # --- environment and results ---------------------------------------------------------------------------
