@@ -87,9 +87,14 @@ def folds_of(results: Path, roots: Mapping[str, Path | None], dataset: Dataset, 
     return sorted(folds)
 
 
-def collect(results: Path, roots: Mapping[str, Path | None], datasets: Sequence[Dataset],
-            trainers: Sequence[str] | None, folds: Sequence[int] | None, plans: str, configuration: str) -> list[Row]:
-    """One row per (dataset, trainer); trainers default to those found in the results folder."""
+def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset], trainers: Sequence[str] | None,
+            folds: Sequence[int] | None, plans: str, configuration: str, raw: Path | None = None) -> list[Row]:
+    """One row per (dataset, trainer); trainers default to those found in the results folder.
+
+    ``preprocessed`` and ``raw`` are where the datasets' ``splits_final.json`` is looked for (see
+    :func:`nnunet_se.matrix.splits_file`).
+    """
+    roots = {"nnUNet_preprocessed": preprocessed, "nnUNet_raw": raw}
     rows = []
     for dataset in datasets:
         names = list(trainers) if trainers else trained_trainers(results, dataset, plans, configuration)
@@ -150,7 +155,8 @@ def main(argv: list[str], prog: str) -> int:
         datasets = resolve_datasets(args.datasets, roots)
     else:
         datasets = [Dataset(i, name) for i, name in find_datasets([results]).items()]
-    rows = collect(results, roots, datasets, trainers, folds, args.plans, args.configuration)
+    rows = collect(results, roots["nnUNet_preprocessed"], datasets, trainers, folds, args.plans, args.configuration,
+                   raw=roots["nnUNet_raw"])
     if args.json:
         print(json.dumps([r.as_json() for r in rows], indent=2, allow_nan=False))
     elif not rows:
