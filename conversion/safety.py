@@ -32,6 +32,18 @@ RAW_FOLDERS = frozenset({"imagesTr", "labelsTr", "imagesTs", "labelsTs"})
 _RESULTS_HINT = re.compile(r"__|^fold_|^crossval_results|^ensembles$|^postprocessing")
 
 
+def resolve_path(value: str | os.PathLike[str], what: str) -> Path:
+    """Absolute ``value`` with ``~`` expanded and symbolic links followed; an empty or multi-line value, or a link
+    loop, raises :class:`UserError` (``what`` names the option, e.g. "source" or "folder")."""
+    text = os.fspath(value)
+    if not text.strip() or "\n" in text:
+        raise UserError(f"{text!r}: not a usable {what} path (empty or several lines)")
+    try:
+        return Path(text).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: symbolic link loop (Python < 3.13)
+        raise UserError(f"{text}: cannot resolve this {what} path ({exc})") from exc
+
+
 def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 

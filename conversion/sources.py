@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from nnunet_se.conversion.safety import resolve_path
 from nnunet_se.errors import UserError
 
 
@@ -141,9 +142,7 @@ def collect_sources(paths: Iterable[str | os.PathLike[str]]) -> list[SourceFile]
     given: dict[Path, str] = {}
     for raw in paths:
         text = os.fspath(raw)
-        if not text.strip() or "\n" in text:
-            raise UserError(f"{text!r}: not a usable source path (empty or several lines)")
-        path = Path(text).expanduser().resolve()
+        path = resolve_path(text, "source")
         if path in given:
             raise UserError(f"{text}: the same source is given twice ({given[path]} is {path})")
         outer = next((g for g in given if g in path.parents or path in g.parents), None)

@@ -52,6 +52,7 @@ from nnunet_se.conversion.safety import (
     name_max,
     recover_partials,
     remove_path,
+    resolve_path,
 )
 from nnunet_se.errors import UserError
 
@@ -167,14 +168,14 @@ class RawDatasetWriter:
             raise UserError(f"--id {dataset_id}: nnU-Net dataset ids are 1-999")
         if not _NAME_RE.fullmatch(name):
             raise UserError(f"--name {name!r}: use letters, digits, '_' and '-' only")
-        self.raw_dir = _resolve(raw_dir)
+        self.raw_dir = resolve_path(raw_dir, "folder")
         self.dataset_id = dataset_id
         self.dataset_name = f"Dataset{dataset_id:03d}_{name}"
         self.overwrite = overwrite
-        self.preprocessed_dir = _resolve(preprocessed_dir) if preprocessed_dir else None
+        self.preprocessed_dir = resolve_path(preprocessed_dir, "folder") if preprocessed_dir else None
         results = results_dir if results_dir is not None else os.environ.get("nnUNet_results")
-        self.results_dir = _resolve(results) if results else None
-        self.sources = [_resolve(s) for s in sources]
+        self.results_dir = resolve_path(results, "folder") if results else None
+        self.sources = [resolve_path(s, "source") for s in sources]
         self.metadata = dict(metadata or {})
         self.phash_threshold = phash_threshold
         self.staging = self.raw_dir / f"{PARTIAL_PREFIX}{dataset_id:03d}-{os.getpid()}"
@@ -393,11 +394,3 @@ class RawDatasetWriter:
             tmp = target / f".{fname}.{os.getpid()}.tmp"
             shutil.copyfile(self.output / fname, tmp)
             os.replace(tmp, target / fname)
-
-
-def _resolve(path: str | os.PathLike[str]) -> Path:
-    """Absolute path with symbolic links followed (an empty or multi-line value is an error)."""
-    text = os.fspath(path)
-    if not text.strip() or "\n" in text:
-        raise UserError(f"{text!r}: not a usable folder path (empty or several lines)")
-    return Path(text).expanduser().resolve()

@@ -205,6 +205,8 @@ ROWS = [
     Row("empty --name", lambda ws: ws.args("--name", ""), fragments=("--name",)),
     Row("name too long for the file system", lambda ws: ws.args("--name", "K" * 250), fragments=("too long",)),
     Row("multi-line source", lambda ws: ws.args(source=Path(f"{ws.src}\n")), fragments=("several lines",)),
+    Row("source is a symbolic link loop", lambda ws: ws.args(source=_symlink(ws.other / "loop", ws.other / "loop")),
+        fragments=("loop", "cannot resolve this source path")),
     Row("empty --raw-dir", lambda ws: ws.args(raw=""), fragments=("--raw-dir",)),
     # --- folders that are files, unwritable, or cannot be created (OSError class) ---
     Row("raw is a file", lambda ws: (ws.raw.rmdir(), ws.raw.write_text("x"), ws.args())[-1],
