@@ -255,6 +255,7 @@ def check_output(output: Path | None, roots: dict[str, Path | None]) -> None:
 
 
 def make_log_folder(folder: Path) -> None:
+    """Create the ``--slurm-logs`` folder (SLURM does not, and loses the logs), or say in one line why not."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -72,6 +72,8 @@ CASES = [
           "nnUNetTrainerPaperMono", "nnUNetTrainerSCSE_original")),
     Case("family-typo", ("grid", "--datasets", "601", "--trainers", "papr"), ("did you mean paper?",)),
     Case("trainer-empty", ("grid", "--datasets", "601", "--trainers", ""), ("--trainers '': unknown",)),
+    Case("trainer-huge", ("grid", "--datasets", "601", "--trainers", "nnUNetTrainer" + "x" * 100_000),
+         ("(100013 characters): unknown trainer",)),
     Case("trainer-trailing-newline", ("grid", "--datasets", "601", "--trainers", f"{PAPER}\n"),
          (f"--trainers '{PAPER}\\n': unknown",)),
     Case("status-trainer-unknown", (*STATUS, "--trainers", "nnUNetTrainerPaperMonoo"),
