@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -289,3 +290,17 @@ def test_shell_word_round_trips_through_bash(value: str, tmp_path: Path) -> None
                             env={**os.environ, "LC_ALL": "C.UTF-8"})
     assert result.returncode == 0 and result.stdout.decode() == value
     assert not (tmp_path / "INJECTED").exists()
+
+
+def test_two_grids_racing_for_one_output_leave_one_whole_script(world: Path) -> None:
+    """Two ``grid`` processes writing the same ``-o`` at once: each writes a temporary sibling and renames it, so the
+    file is one whole script (either one) and no temporary file is left."""
+    output = world / "work" / "run.sh"
+    exe = Path(sys.executable).parent / "nnunet-se"
+    procs = [subprocess.Popen([exe, *GRID, "--folds", folds, "-o", str(output)], cwd=world / "work",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for folds in ("1-2", "3-4")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    header = output.read_text().splitlines()[1]
+    assert header.endswith(("--folds 1-2 -o " + str(output), "--folds 3-4 -o " + str(output)))
+    assert sorted(p.name for p in (world / "work").iterdir()) == ["afile", "run.sh"]
