@@ -5,7 +5,9 @@ unwritable output folder, folds outside the split, unknown names).
 Every error row checks the exit code, the single ``<prog>: error: ...`` line and its fragments, that no traceback
 appears, and that nnU-Net's three folders and the working folder (where a script or log folder would land) are
 byte-for-byte unchanged. The script rows run generated scripts with ``bash -n`` and for real, with a fake
-``nnUNetv2_train`` on PATH that records its arguments.
+``nnUNetv2_train`` on PATH that records its arguments. ``status`` with a NaN fold (n, strict JSON) is tested in
+``tests/test_status.py::test_nan_fold_is_not_counted_and_json_stays_valid``; the exit codes of ``run_cli`` per
+failure class (OS errors, broken pipe, interrupt, internal error) in ``tests/test_cli.py``.
 """
 
 from __future__ import annotations
