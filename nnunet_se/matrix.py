@@ -188,6 +188,19 @@ def resolve_datasets(tokens: Sequence[str], roots: Mapping[str, Path | None]) ->
     return datasets
 
 
+def check_trainer(name: str, option: str = "--trainers", families: bool = True) -> str:
+    """``name`` if it is a known trainer (or, with ``families``, a family), else a UserError that lists them and
+    suggests the closest. Shared by every command that takes a trainer name."""
+    choices = [*TRAINER_FAMILIES, *KNOWN_TRAINERS] if families else list(KNOWN_TRAINERS)
+    if name in choices:
+        return name
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    listed = f"families: {', '.join(TRAINER_FAMILIES)}; " if families else ""
+    raise UserError(f"{option} {shown(name)}: unknown trainer{' or family' if families else ''}; {hint}{listed}"
+                    f"trainers: {', '.join(KNOWN_TRAINERS)}")
+
+
 def expand_trainers(tokens: Sequence[str]) -> list[str]:
     """Trainer names from family names (``paper``, ``auto``) and known trainer names, in order, without duplicates.
 
@@ -196,12 +209,7 @@ def expand_trainers(tokens: Sequence[str]) -> list[str]:
     """
     trainers: list[str] = []
     for token in tokens:
-        if token not in TRAINER_FAMILIES and token not in KNOWN_TRAINERS:
-            close = difflib.get_close_matches(token, [*TRAINER_FAMILIES, *KNOWN_TRAINERS], n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise UserError(f"--trainers {shown(token)}: unknown trainer or family; {hint}families: "
-                            f"{', '.join(TRAINER_FAMILIES)}; trainers: {', '.join(KNOWN_TRAINERS)}")
-        for name in TRAINER_FAMILIES.get(token, (token,)):
+        for name in TRAINER_FAMILIES.get(check_trainer(token), (token,)):
             if name not in trainers:
                 trainers.append(name)
     return trainers

@@ -26,6 +26,7 @@ from nnunet_se.matrix import (
     Dataset,
     State,
     build_manifest,
+    check_trainer,
     expand_trainers,
     fold_state,
     parse_folds,
@@ -187,6 +188,13 @@ def test_expand_trainers_families_names_and_duplicates() -> None:
     with pytest.raises(UserError, match="--trainers nnUNetTrainer-Mono: unknown trainer or family; did you mean "
                                         "nnUNetTrainerMono[?] families: paper, auto; trainers: nnUNetTrainerPaper, "):
         expand_trainers(["nnUNetTrainer-Mono"])
+
+
+def test_check_trainer_without_families() -> None:
+    """For options that take one trainer (``excitations -tr``), a family name is not a trainer."""
+    assert check_trainer("nnUNetTrainerPaperSSE", "-tr", families=False) == "nnUNetTrainerPaperSSE"
+    with pytest.raises(UserError, match="^-tr paper: unknown trainer; trainers: nnUNetTrainerPaper, "):
+        check_trainer("paper", "-tr", families=False)
 
 
 def test_resolve_datasets_from_each_root(nnunet_dirs: dict[str, Path]) -> None:
