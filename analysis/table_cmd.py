@@ -118,7 +118,9 @@ def main(argv: list[str], prog: str) -> int:
     found = scan_results(folders)
     results = [r for r in found if _keep(r, args)]
     _check_names(found, results, args, ", ".join(map(str, folders)))
-    inputs = [r.path / "validation" / "summary.json" for r in results if r.finished]
+    inputs = [r.path / "validation" / "summary.json" for r in found if r.finished]
+    for path in outputs:  # both checked against the inputs before either is written
+        check_output_file(path, inputs)
     entries = build_table(results, args.baseline, args.folds, ratio, args.compare_paper, args.alternative)
     if args.format == "md":
         text = render_markdown(entries, ratio)

@@ -217,6 +217,9 @@ ROWS = [
     Row("table-o-is-input", command("table", "root:results", "-o",
                                     f"root:results/{DATASET}/nnUNetTrainerPaper__{MODEL}/fold_0/validation/summary.json"),
         ("summary.json", "is the input")),
+    Row("table-cases-csv-is-input", command("table", "root:results", "-o", "root:t.md", "--cases-csv",
+                                            f"root:results/{DATASET}/nnUNetTrainerPaperCSE__{MODEL}/fold_1/validation/"
+                                            "summary.json"), ("summary.json", "is the input")),  # t.md not written
     Row("table-o-same-as-cases-csv", command("table", "root:results", "-o", "root:t.csv", "--cases-csv", "root:t.csv"),
         ("t.csv", "same file")),
     Row("table-o-parent-is-file", command("table", "root:results", "-o", "root:file.txt/t.md"),
