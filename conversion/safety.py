@@ -163,14 +163,16 @@ def recover_partials(root: Path, dataset_id: int, own_staging: Path) -> None:
             if match is None:
                 log.warning("%s: not made by nnunet-se-convert (unexpected name); left alone", path)
             continue
-        if path.is_symlink() or not path.is_dir() or _pid_alive(int(match["pid"])):
+        parked = match["orig"] is not None  # a replaced dataset (a folder, or a link to one)
+        real_folder = path.is_dir() and not path.is_symlink()
+        if _pid_alive(int(match["pid"])) or not (real_folder or parked and path.is_symlink()):
             log.warning("%s: left alone (not a folder, or its process %s is still running)", path, match["pid"])
             continue
-        if match["orig"] is None:
+        if not parked:
             shutil.rmtree(path)
             log.info("removed %s, left by an interrupted conversion", path)
             continue
-        same_id = [p for p in root.glob(f"Dataset{dataset_id:03d}_*")]
+        same_id = list(root.glob(f"Dataset{dataset_id:03d}_*"))
         if same_id:
             log.warning("%s: the dataset %s replaced by an interrupted --overwrite (the new %s exists); "
                         "delete it yourself once you no longer need it", path, match["orig"], same_id[0].name)
