@@ -45,6 +45,8 @@ def load_predictor(model_dir: Path, fold: int, checkpoint: str, device: torch.de
     try:
         predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=(fold,),
                                                        checkpoint_name=ckpt.name)
+    except OSError as exc:  # dataset.json / plans.json missing or unreadable
+        raise UserError(f"{model_dir}: cannot load fold {fold} ({exc.strerror or exc}: {exc.filename})") from exc
     except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:  # torch.load / plans
         raise UserError(f"{ckpt}: cannot load this fold ({type(exc).__name__}: {exc})") from exc
     predictor.network.to(device).eval()

@@ -63,6 +63,8 @@ def read_dice_folds(path: Path) -> list[dict]:
     """The ``folds`` list of a ``table --format json`` file, each entry checked; errors name the file and entry."""
     try:
         payload = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"{path}: --dice cannot be read ({exc.strerror or exc})") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: --dice is not valid JSON ({exc})") from exc
     folds = payload.get("folds") if isinstance(payload, dict) else None
