@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from nnunet_se.conversion.cases import read_case_table
 from nnunet_se.conversion.converter import run_parallel
 from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, hamming_matrix, phash, pixel_digest
-from nnunet_se.conversion.images import decode_mask, mask_array
+from nnunet_se.conversion.images import decode_image, decode_mask, mask_array
 from nnunet_se.conversion.png import encode_png
 from nnunet_se.conversion.splits import make_splits
 from nnunet_se.conversion.writer import Case, RawDatasetWriter
@@ -182,3 +184,18 @@ def _identity(task: int) -> int:
 def test_run_parallel_keeps_input_order_with_costliest_first() -> None:
     tasks = list(range(9))
     assert run_parallel(tasks, _identity, 2, costs=[(7 * t) % 9 for t in tasks]) == tasks  # type: ignore[arg-type]
+
+
+def test_16bit_rgb_png_keeps_the_high_byte_and_is_noted() -> None:
+    """A hand-written 16-bit RGB PNG (1x2 pixels): Pillow keeps each sample's high byte, and the note says so."""
+    samples = np.array([[[0x1234, 0xFFFF, 0x0080], [0x8000, 0x00FF, 0x7F7F]]], dtype=">u2")
+    raw = b"".join(b"\x00" + row.tobytes() for row in samples)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    decoded = decode_image(png, "rgb16.png", None)
+    assert np.asarray(decoded.image).tolist() == [[[0x12, 0xFF, 0x00], [0x80, 0x00, 0x7F]]]
+    assert decoded.notes == ["16-bit RGB reduced to 8-bit (high byte, as Pillow reads it)"]
