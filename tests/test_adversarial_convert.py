@@ -395,3 +395,16 @@ def test_two_conversions_of_one_id_at_once(overwrite: bool, tmp_path: Path, caps
     assert sorted(p.name for p in ws.raw.iterdir()) == ["Dataset621_KvasirSEG"]
     assert len(list((dataset / "imagesTr").iterdir())) == 60 == len(list((dataset / "labelsTr").iterdir()))
     assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 60
+
+
+def test_unwritable_raw_folder_even_for_root(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "raw unwritable" row, for a root user (who can write anywhere): the access check is what refuses."""
+    ws = Workspace(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(ws.results))
+    access = os.access
+    monkeypatch.setattr("nnunet_se.conversion.safety.os.access",
+                        lambda path, mode: Path(path) != ws.raw and access(path, mode))
+    before = tree_digest(ws.tmp)
+    assert_one_line_error(call_main(main, ws.args(), capsys), f"{ws.raw}: the raw folder is not writable")
+    assert tree_digest(ws.tmp) == before
