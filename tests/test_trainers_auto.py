@@ -61,7 +61,8 @@ def test_auto_trainer_table() -> None:
     assert [(t.__name__, t.recalibration, t.flavour) for t in AUTO_TRAINERS] == AUTO
     for trainer in AUTO_TRAINERS:
         assert ALL_TRAINERS[trainer.__name__] is trainer
-        assert trainer.family == "auto" and trainer.skip_connections and trainer.recalibration_options == {}
+        assert trainer.family == "auto" and trainer.skip_connections
+        assert trainer.recalibration_options == ({"minmax": "sample"} if trainer.recalibration == "mono" else {})
 
 
 @pytest.mark.parametrize("trainer", AUTO_TRAINERS, ids=lambda t: t.__name__)
