@@ -153,6 +153,19 @@ def test_plateau_resume_is_exact() -> None:
     assert min(lrs) < 1e-4  # the resumed run did reach a reduction
 
 
+def test_es_loss_is_the_case_weighted_mean_of_its_batches() -> None:
+    """16 cases at loss 1.0 and a last batch of 2 at 4.0: (16 + 8) / 18 = 4/3 (Keras' val_loss), not 2.5."""
+    from nnunetv2.training.logging.nnunet_logger import LocalLogger
+
+    trainer = object.__new__(nnUNetTrainerPaper)  # only the state on_validation_epoch_end reads
+    trainer.is_ddp, trainer.current_epoch, trainer.logger = False, 0, LocalLogger()
+    trainer.lr_scheduler = build_plateau_scheduler(_optimizer(), "constant")
+    hard = {"tp_hard": np.array([1.0]), "fp_hard": np.array([0.0]), "fn_hard": np.array([0.0])}
+    trainer.on_validation_epoch_end([{"loss": np.float32(1.0), "cases": 16, **hard},
+                                     {"loss": np.float32(4.0), "cases": 2, **hard}])
+    assert trainer.logger.get_value("val_losses", step=-1) == pytest.approx(4 / 3, rel=1e-6)
+
+
 # ---- network --------------------------------------------------------------------------------------------------------
 def _conv_params(c_in: int, c_out: int, k: int) -> int:
     return c_in * c_out * k * k + c_out
