@@ -1,0 +1,56 @@
+"""benchmarks/gpu_step.py cannot rot: its ``--cpu-smoke`` mode (tiny sizes, aot_eager) runs in the suite."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_step.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_step():
+    """The script as a module (registered in ``sys.modules``, as its dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("gpu_step", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_cpu_smoke(gpu_step, tmp_path: Path) -> None:
+    gpu_step.main(["--cpu-smoke", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "gpu_step.json").read_text())
+    assert result["device"].startswith("cpu") and result["torch"] == torch.__version__
+    assert result["precision"] == "bf16" and result["backend"] == "aot_eager" and not result["grad_scaler"]
+    rows = {(r["family"], r["trainer"], r["mode"]): r for r in result["rows"]}
+    expected = {("paper", "nnUNetTrainerPaper"), ("paper", "nnUNetTrainerPaperMono"), ("auto", "nnUNetTrainer"),
+                ("auto", "nnUNetTrainerMono")}
+    assert set(rows) == {(f, t, m) for f, t in expected for m in ("eager", "compiled")}
+    for (family, trainer, mode), row in rows.items():
+        assert row["median_step_ms"] > 0 and len(row["step_ms"]) == 1
+        if trainer == gpu_step.BASELINES[family]:
+            assert row["ratio_to_baseline"] == 1.0
+        if mode == "compiled":  # one graph per network: no graph break, no recompile
+            assert row["graphs"] == 1 and row["compile_s"] >= 0
+        else:
+            assert row["graphs"] is None and row["compile_s"] is None
+    table = (tmp_path / "gpu_step.md").read_text()
+    assert torch.__version__ in table and "| paper | nnUNetTrainerPaperMono | compiled |" in table
+
+
+def test_targets_and_plan(gpu_step) -> None:
+    """Issue 10's targets per family and mode; the 224x224 nnU-Net 2d plan has 6 stages 32..512."""
+    assert gpu_step.target_for("paper", "compiled", "nnUNetTrainerPaperMono") == 1.15
+    assert gpu_step.target_for("paper", "compiled", "nnUNetTrainerPaperSRM") == 1.05
+    assert gpu_step.target_for("paper", "eager", "nnUNetTrainerPaperMono") == 1.30
+    assert gpu_step.target_for("auto", "compiled", "nnUNetTrainerMono") == 1.10
+    assert gpu_step.target_for("auto", "eager", "nnUNetTrainerCSE") is None
+    kwargs = gpu_step.nnunet_2d_configuration(224).network_arch_init_kwargs
+    assert kwargs["features_per_stage"] == [32, 64, 128, 256, 512, 512]
