@@ -72,8 +72,10 @@ def _convert(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     if not args.raw_dir:
         raise UserError("nnUNet_raw is not set: export it or pass --raw-dir")
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers}: must be >= 1")
+    most = max(4, 4 * _default_workers())  # more processes than that only cost memory (one decoded image each)
+    if not 1 <= args.workers <= most:
+        raise UserError(f"--workers {args.workers}: must be 1-{most} (the work is CPU-bound; "
+                        f"{_default_workers()} cores)")
     if args.splits == "nnunet" and args.folds is not None:
         raise UserError("--folds has no effect with --splits nnunet (nnU-Net makes 5 folds itself)")
     if args.splits == "authors":

@@ -201,6 +201,7 @@ ROWS = [
     Row("negative --folds", lambda ws: ws.args("--folds", "-3"), fragments=("--folds -3",)),
     Row("huge --folds", lambda ws: ws.args("--folds", str(10**9)), fragments=(f"--folds {10**9}",)),
     Row("--workers 0", lambda ws: ws.args("--workers", "0"), fragments=("--workers 0",)),
+    Row("huge --workers", lambda ws: ws.args("--workers", "100000"), fragments=("--workers 100000", "CPU-bound")),
     Row("multi-line --name", lambda ws: ws.args("--name", "Kvasir\n"), fragments=("--name", "letters")),
     Row("empty --name", lambda ws: ws.args("--name", ""), fragments=("--name",)),
     Row("name too long for the file system", lambda ws: ws.args("--name", "K" * 250), fragments=("too long",)),
