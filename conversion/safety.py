@@ -1,12 +1,14 @@
 """Guards for the writer's destructive steps (see docs/datasets.md, "Errors and safety").
 
-- :func:`check_folders`: raw, preprocessed and results folders are distinct and not nested, raw/preprocessed are
-  (or can become) writable folders, and no source lies inside the raw or preprocessed folder.
+- :func:`check_folders`: raw, preprocessed and results folders are distinct and not nested, and no source lies
+  inside the raw or preprocessed folder; :func:`check_writable_folder`: raw/preprocessed are (or can become)
+  writable folders; :func:`resolve_path`: one-line errors for empty, multi-line or looping paths.
 - :func:`check_replaceable`: ``--overwrite`` removes a ``DatasetNNN_*`` folder only if it looks like the kind of
   dataset that folder holds (raw or preprocessed), never trained results.
 - :class:`DatasetLock`: one conversion per dataset id and raw folder at a time (``fcntl.flock``, POSIX).
 - :func:`remove_path`: deletes a folder tree, or only the link when the path is a symbolic link.
 - :func:`recover_partials`: what an interrupted run left behind (hidden ``.nnunet-se-partial-*`` folders).
+- :func:`os_errors_as_user_errors`: any remaining ``OSError`` as a one-line error naming the file.
 """
 
 from __future__ import annotations
