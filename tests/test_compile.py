@@ -52,8 +52,8 @@ def first(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
 
 
 def nnunet_sequence(
-    model: torch.nn.Module, forward: Callable[[], torch.Tensor], precision: str, counter=None,
-    inference: Callable[[], torch.Tensor] | None = None,
+    model: torch.nn.Module, forward: Callable[[], torch.Tensor], precision: str,
+    counter: CompileCounterWithBackend | None = None, inference: Callable[[], torch.Tensor] | None = None,
 ) -> tuple[dict[str, int], list[torch.Tensor]]:
     """nnU-Net's order: 2 train steps (forward + backward under autocast), 2 eval forwards under ``no_grad``,
     optionally 1 predictor forward (``inference``: eval, ``inference_mode``), 1 train step again.
@@ -104,7 +104,7 @@ def assert_one_graph_per_mode(graphs: dict[str, int]) -> None:
 def check_compiled_like_eager(
     model: torch.nn.Module, make_forward: Callable[[torch.nn.Module], Callable[[], torch.Tensor]], precision: str,
     inference: Callable[[torch.nn.Module], Callable[[], torch.Tensor]] | None = None,
-) -> dict[str, int]:
+) -> None:
     """Run ``nnunet_sequence`` compiled (``fullgraph``, counted) and eagerly on a copy; compare the last train
     step's outputs and parameter gradients and the buffers (batch-norm running statistics) afterwards."""
     reference = copy.deepcopy(model)
@@ -121,7 +121,6 @@ def check_compiled_like_eager(
         assert torch.allclose(a, b, rtol=tol, atol=tol * max(1.0, b.abs().max().item())), (a - b).abs().max()
     for (name, a), (_, b) in zip(model.named_buffers(), reference.named_buffers(), strict=True):
         assert torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-6), name
-    return graphs
 
 
 # ---- modules -----------------------------------------------------------------------------------------------------
@@ -133,11 +132,14 @@ MODULE_SPATIAL = {2: (8, 8), 3: (4, 8, 8)}
     "name, flavour, dims", list(itertools.product(available_recalibrations(), ("paper", "original"), (2, 3)))
 )
 def test_module_compiles_one_graph_per_mode(name: str, flavour: str, dims: int, precision: str) -> None:
+    """The module after a 1x1 convolution, as in a network: under autocast it sees the convolution's fp16/bf16
+    output, and the input gradient it returns reaches the convolution's weights (compared with eager)."""
     spatial = MODULE_SPATIAL[dims]
     torch.manual_seed(0)
-    module = create_recalibration(name, 16, dims, flavour, feature_size=spatial).to(DEVICE)
+    conv = (torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d)(16, 16, 1)
+    model = torch.nn.Sequential(conv, create_recalibration(name, 16, dims, flavour, feature_size=spatial)).to(DEVICE)
     x = torch.randn(2, 16, *spatial, device=DEVICE)
-    check_compiled_like_eager(module, lambda m: lambda: m(x), precision)
+    check_compiled_like_eager(model, lambda m: lambda: m(x), precision)
 
 
 @pytest.mark.slow

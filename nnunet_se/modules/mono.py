@@ -160,11 +160,18 @@ class AlphaMoments(torch.autograd.Function):
         m1 = flat.mean(-1)
         m2 = torch.linalg.vecdot(flat, flat) / flat.shape[-1]
         ctx.save_for_backward(x, alpha, low, high, span, scale, *measures)
-        ctx.terms, ctx.dims = terms, dims
+        ctx.terms, ctx.dims, ctx.device_type = terms, dims, x.device.type
         return m1, m2
 
     @staticmethod
     def backward(ctx, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        # float32 whatever autocast state the backward runs under (a compiled graph may trace it under the
+        # forward's outer fp16 autocast, where vecdot would drop to fp16 and overflow)
+        with torch.autocast(device_type=ctx.device_type, enabled=False):
+            return AlphaMoments._backward(ctx, g1, g2)
+
+    @staticmethod
+    def _backward(ctx, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         x, alpha, low, high, span, scale, *measures = ctx.saved_tensors
         size = math.prod(x.shape[2:])
         shape = g1.shape + (1,) * (x.dim() - 2)
