@@ -1,17 +1,22 @@
-"""``nnunet-se demo``: argument checks, and (slow) the quick demo end to end with its report."""
+"""``nnunet-se demo``: argument checks, profiles, the in-process nnU-Net batch, scoring, and (slow) the quick demo."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from nnunet_se.cli import main as cli_main
-from nnunet_se.demo import MARKER
+from nnunet_se.demo import MARKER, PROFILES, build_parser, check_args
+from nnunet_se.demo_report import significance_lines
+from nnunet_se.demo_scoring import ModelScores, score_test_set
 
 BIN = Path(sys.executable).parent
 
@@ -22,7 +27,8 @@ BIN = Path(sys.executable).parent
         (["--source", "."], "--source and --dataset go together"),
         (["--dataset", "kvasir"], "--source and --dataset go together"),
         (["--source", "no/such/folder", "--dataset", "busi"], "no/such/folder: no such file or folder"),
-        (["--quick", "--epochs", "0"], "--epochs 0: must be >= 1"),
+        (["--profile", "quick", "--epochs", "0"], "--epochs 0: must be >= 1"),
+        (["--iterations", "-3"], "--iterations -3: must be >= 1"),
     ],
 )
 def test_bad_arguments_are_one_line_and_create_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -41,17 +47,88 @@ def test_refuses_to_replace_a_folder_that_is_not_a_demo_output(tmp_path: Path,
     out = tmp_path / "results"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    assert cli_main(["demo", "--quick", "--out", str(out)]) == 1
+    assert cli_main(["demo", "--profile", "quick", "--out", str(out)]) == 1
     assert "exists and is not a demo output" in capsys.readouterr().err
     assert (out / "precious.txt").read_text() == "keep me" and not (out / MARKER).exists()
 
 
+def test_profiles_meet_the_study_design(tmp_path: Path) -> None:
+    """cpu: plain U-Net + Mono + cSE, >= 3 folds on the CPU; gpu: plain + one trainer per module, 5 folds, CUDA."""
+    from nnunet_se.modules import available_recalibrations
+    from nnunet_se.trainers import PAPER_TRAINERS
+
+    cpu, gpu = PROFILES["cpu"], PROFILES["gpu"]
+    assert {"nnUNetTrainerPaper", "nnUNetTrainerPaperMono", "nnUNetTrainerPaperCSE"} <= set(cpu.trainers)
+    assert cpu.folds >= 3 and cpu.device == "cpu"
+    modules = {PAPER_TRAINERS[t].recalibration for t in gpu.trainers}
+    assert modules == {None, *available_recalibrations()} and gpu.folds == 5 and gpu.device == "cuda"
+    args = build_parser("demo").parse_args(["--out", str(tmp_path / "o"), "--profile", "gpu", "--device", "cpu",
+                                            "--epochs", "3"])
+    profile = check_args(args)
+    assert (profile.device, profile.epochs, profile.trainers) == ("cpu", 3, gpu.trainers)
+    assert build_parser("demo").parse_args([]).profile == "cpu"  # what `make demo` runs
+
+
+def test_batch_runs_each_console_script_as_its_own_command_line() -> None:
+    """Two command lines in one process print what the two commands print when run on their own, in order."""
+    commands = [["nnunet-se", "env"], ["nnunet-se", "env", "--fish"]]
+    batch = subprocess.run([sys.executable, "-m", "nnunet_se.demo_runs", json.dumps(commands)], capture_output=True,
+                           text=True, check=True)
+    alone = [subprocess.run([BIN / c[0], *c[1:]], capture_output=True, text=True, check=True).stdout.strip()
+             for c in commands]
+    lines = [line for line in batch.stdout.splitlines() if not line.startswith("nnunet-se demo batch:")]
+    assert lines == alone
+
+
+def test_batch_stops_at_a_failing_command_with_its_exit_code() -> None:
+    commands = [["nnunet-se", "env", "--no-such-option"], ["nnunet-se", "env"]]
+    result = subprocess.run([sys.executable, "-m", "nnunet_se.demo_runs", json.dumps(commands)], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "export" not in result.stdout  # argparse's exit code; the second never ran
+    missing = subprocess.run([sys.executable, "-m", "nnunet_se.demo_runs", json.dumps([["no_such_script"]])],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and "'no_such_script' is not an installed console script" in missing.stderr
+
+
+def test_test_set_dice_is_the_case_mean(tmp_path: Path) -> None:
+    """Case a: 16-pixel square vs the same square shifted by 2 columns: overlap 8, Dice 2*8/32 = 0.5; case b: 1."""
+    labels, predictions = tmp_path / "labels", tmp_path / "pred"
+    labels.mkdir()
+    predictions.mkdir()
+    square = np.zeros((8, 8), np.uint8)
+    square[2:6, 2:6] = 1
+    for name, reference, predicted in (("a", square, np.roll(square, 2, axis=1)), ("b", square, square)):
+        Image.fromarray(reference).save(labels / f"{name}.png")
+        Image.fromarray(predicted).save(predictions / f"{name}.png")
+    assert score_test_set(labels, predictions) == pytest.approx(0.75)
+
+
+def test_fold_summary_is_mean_sample_sd_and_range() -> None:
+    assert ModelScores.summary({0: 0.8, 1: 0.9, 2: 1.0}) == "0.900 ± 0.100 (0.800-1.000)"
+    assert ModelScores.summary({}) == "-"
+
+
+def test_significance_reading_follows_the_p_values(tmp_path: Path) -> None:
+    table = tmp_path / "table.json"
+    base = "nnUNetTrainerPaper__nnUNetPlans__2d"
+    entries = [{"model": base, "trainer": "nnUNetTrainerPaper", "baseline": None, "mean": 90.0, "std": 1.0},
+               {"model": "M__nnUNetPlans__2d", "trainer": "M", "baseline": base, "mean": 92.0, "std": 0.5,
+                "p_nadeau_bengio": 0.01, "p_wilcoxon_holm": 0.2},
+               {"model": "N__nnUNetPlans__2d", "trainer": "N", "baseline": base, "mean": 89.0, "std": 2.0,
+                "p_nadeau_bengio": 0.4, "p_wilcoxon_holm": float("nan")}]
+    table.write_text(json.dumps({"entries": entries}))
+    lines = significance_lines(table, folds=3)
+    assert lines[0].startswith("- M: 92.0 ± 0.5 % against nnUNetTrainerPaper's 90.0 %") and ": significant" in lines[0]
+    assert "p = 0.4," in lines[1] and "p = -:" in lines[1] and "not significant" in lines[1]
+    assert "2 degrees of freedom" in lines[-1]
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("demo")
-def test_quick_demo_writes_a_report_with_table_and_figures(tmp_path: Path) -> None:
-    """The real pipeline (nnU-Net CLI, analysis CLI) at CI size; the report links files that exist."""
+def test_quick_demo_writes_a_report_with_folds_curves_table_and_figures(tmp_path: Path) -> None:
+    """The real pipeline (nnU-Net CLI, analysis CLI) at test size; the report links files that exist."""
     out = tmp_path / "demo_output"
-    result = subprocess.run([BIN / "nnunet-se", "demo", "--quick", "--out", str(out)], capture_output=True,
+    result = subprocess.run([BIN / "nnunet-se", "demo", "--profile", "quick", "--out", str(out)], capture_output=True,
                             text=True, timeout=900, env={**os.environ, "MPLBACKEND": "Agg"})
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     report = out / "report.md"
@@ -64,9 +141,13 @@ def test_quick_demo_writes_a_report_with_table_and_figures(tmp_path: Path) -> No
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert any(link.startswith("analysis/pca/") for link in links), text
     assert any(link.startswith("analysis/responses/") for link in links), text
-    assert "figures/examples.png" in links
+    assert {"figures/examples.png", "figures/learning_curves.png", "figures/dice_per_fold.png"} <= set(links)
     for link in links:
         assert (out / link).is_file() and (out / link).stat().st_size > 1000, link
-    rows = re.findall(r"^\| (nnUNetTrainerPaper\w*) \| ([\d.]+) \| ([\d.]+) \|$", text, flags=re.M)
-    assert sorted(r[0] for r in rows) == ["nnUNetTrainerPaper", "nnUNetTrainerPaperMono"]
-    assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[1:])
+    folds = PROFILES["quick"].folds
+    for trainer in PROFILES["quick"].trainers:
+        model = out / "nnUNet_results" / "Dataset999_NnunetSeDemo" / f"{trainer}__nnUNetPlans__2d"
+        assert all((model / f"fold_{f}" / "validation" / "summary.json").is_file() for f in range(folds))
+        assert len(list((out / "predictions" / trainer).glob("fold_*/test_*.png"))) == folds * PROFILES["quick"].n_test
+        assert re.search(rf"^\| {trainer} \| [\d.]+ ± [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+ ± ", text, flags=re.M)
+    assert f"nnUNetv2_train 999 2d {folds - 1} -tr nnUNetTrainerPaperMono" in text  # the stock command lines

@@ -70,3 +70,23 @@ def test_written_dataset_layout_and_stratified_splits(tmp_path: Path) -> None:
     for cls in ("one", "two"):
         counts = [c[cls] for c in per_fold]
         assert max(counts) - min(counts) <= 1, f"class {cls} not stratified: {counts}"
+
+
+def test_radius_range_sets_the_lesion_size() -> None:
+    """Each lesion's equivalent radius sqrt(area / pi) lies within the star-shape bounds of the requested range:
+    r0 * (1 +- sum of the 4 harmonic amplitudes <= 0.48), r0 in radius x side."""
+    size, radius = 32, (0.14, 0.26)
+    for index in range(12):
+        _, mask = synthetic_case(index, size, seed=3, radius=radius)
+        labels, n = label(mask)
+        for component in range(1, n + 1):
+            r_eq = np.sqrt((labels == component).sum() / np.pi) / size
+            if n == 1 and r_eq > radius[1] * 1.48:  # two touching lesions merge into one component
+                continue
+            assert radius[0] * 0.52 - 1 / size <= r_eq <= radius[1] * 1.48 + 1 / size, (index, r_eq)
+
+
+def test_second_lesions_are_drawn_apart_so_both_classes_occur() -> None:
+    """About half the cases draw a second lesion; drawn apart from the first, most stay a separate component."""
+    counts = Counter(min(label(synthetic_case(i, 224, seed=11)[1])[1], 2) for i in range(60))
+    assert 18 <= counts[2] <= 42 and counts[1] + counts[2] == 60, counts
