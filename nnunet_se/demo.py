@@ -35,7 +35,8 @@ PAPER_SEVEN = ("nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPape
 @dataclass(frozen=True)
 class Profile:
     """Demo size: synthetic cases, image side (px) and lesion radius range (fraction of the side), folds (all
-    trained), trainers, epochs x iterations per epoch (``None``: the trainer's own), device, bootstrap resamples."""
+    trained), trainers (the first: the plain U-Net, baseline of Table I), epochs x iterations per epoch (``None``:
+    the trainer's own), device, bootstrap resamples."""
 
     n_train: int
     n_test: int
@@ -49,16 +50,17 @@ class Profile:
     bootstrap: int
 
 
+DEMO_CPU_TRAINERS = ("nnUNetTrainerPaper_demo", "nnUNetTrainerPaperCSE_demo", "nnUNetTrainerPaperMono_demo")
 PROFILES = {
-    # 3 trainers x 3 folds x 8 epochs x 12 iterations of batch 16 on 32x32: see docs/demo.md for the time budget
-    "cpu": Profile(n_train=60, n_test=10, size=32, radius=(0.14, 0.26), folds=3, epochs=8, iterations=12,
-                   device="cpu", bootstrap=200,
-                   trainers=("nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPaperMono")),
-    # unmeasured on a GPU so far (docs/demo.md): 7 trainers x 5 folds, true epochs of 64x64 images
+    # 3 trainers x 3 folds x 8 epochs x 10 iterations of batch 16 on 32x32 (docs/demo.md: time budget); the _demo
+    # trainers are the paper trainers at a 10x learning rate (nnunet_se.demo_trainers)
+    "cpu": Profile(n_train=60, n_test=10, size=32, radius=(0.15, 0.27), folds=3, epochs=8, iterations=10,
+                   device="cpu", bootstrap=200, trainers=DEMO_CPU_TRAINERS),
+    # unmeasured on a GPU so far (docs/demo.md): the stock paper trainers, 7 x 5 folds, true epochs of 64x64 images
     "gpu": Profile(n_train=100, n_test=20, size=64, radius=(0.08, 0.2), folds=5, epochs=40, iterations=None,
                    device="cuda", bootstrap=1000, trainers=PAPER_SEVEN),
-    "quick": Profile(n_train=12, n_test=2, size=32, radius=(0.14, 0.26), folds=3, epochs=1, iterations=2,
-                     device="cpu", bootstrap=20, trainers=("nnUNetTrainerPaper", "nnUNetTrainerPaperMono")),
+    "quick": Profile(n_train=12, n_test=2, size=32, radius=(0.15, 0.27), folds=3, epochs=1, iterations=2,
+                     device="cpu", bootstrap=20, trainers=DEMO_CPU_TRAINERS[::2]),
 }
 
 
@@ -83,7 +85,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default: %(default)s)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu",
-                        help="cpu (default): 3 trainers x 3 folds on 32x32 images, a few minutes on 2 cores; "
+                        help="cpu (default): 3 trainers x 3 folds on 32x32 images, about 5 minutes on 2 cores; "
                              "gpu: 7 trainers x 5 folds on 64x64 images; quick: test-suite smoke size")
     parser.add_argument("--source", type=Path, help="real data to convert instead of the synthetic set")
     parser.add_argument("--dataset", choices=SOURCES, help="which converter reads --source")
@@ -134,10 +136,12 @@ def make_data(pipeline: Pipeline, profile: Profile, args: argparse.Namespace) ->
 
 
 def plan(pipeline: Pipeline) -> None:
+    """nnU-Net's planning; on the CPU one worker each (a 60-case 32x32 set: 26 s instead of 31 s with two)."""
+    workers = ["-np", "1", "-npfp", "1"] if pipeline.device == "cpu" else []
     with pipeline.stage("plan and preprocess (nnUNetv2_plan_and_preprocess)") as record:
         # nnUNet_n_proc_DA must not be 0 while planning (nnunet_integration.md §6): set it to 1 here
-        pipeline.run(record, ["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION,
-                              "-np", "2", "-npfp", "2"], "plan", nnUNet_n_proc_DA="1")
+        pipeline.run(record, ["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION, *workers],
+                     "plan", nnUNet_n_proc_DA="1")
 
 
 def train_and_predict(pipeline: Pipeline, profile: Profile, raw_folder: Path, trainer: str) -> ModelScores:
@@ -173,9 +177,7 @@ def analyse(pipeline: Pipeline, profile: Profile) -> None:
     folds = [str(f) for f in range(profile.folds)]
     files: list[Path] = []
     with pipeline.stage("capture excitations of the held-out cases (nnunet-se-analyze excitations)") as record:
-        for trainer in profile.trainers:
-            if trainer == "nnUNetTrainerPaper":  # no gates
-                continue
+        for trainer in profile.trainers[1:]:  # the first is the plain U-Net: no gates
             target = analysis / "excitations" / trainer
             pipeline.run(record, ["nnunet-se-analyze", "excitations", str(DATASET_ID), "-tr", trainer, "-p", PLANS,
                                   "-c", CONFIGURATION, "-f", *folds, "--cases", "val", "--device", pipeline.device,
@@ -188,7 +190,8 @@ def analyse(pipeline: Pipeline, profile: Profile) -> None:
     with pipeline.stage("Table I (nnunet-se-analyze table)") as record:
         for fmt, name in (("md", "table.md"), ("json", "table.json")):
             pipeline.run(record, ["nnunet-se-analyze", "table", "-d", str(DATASET_ID), "--n-folds", str(profile.folds),
-                                  "--format", fmt, "-o", str(analysis / name)], "table")
+                                  "--baseline", profile.trainers[0], "--format", fmt, "-o", str(analysis / name)],
+                         "table")
     with pipeline.stage("excitation responses (nnunet-se-analyze responses)") as record:
         pipeline.run(record, ["nnunet-se-analyze", "responses", *map(str, files), "--dice",
                               str(analysis / "table.json"), "-o", str(analysis / "responses")], "responses")

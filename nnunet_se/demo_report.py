@@ -173,6 +173,8 @@ def _figures(out: Path, folder: Path) -> list[str]:
 
 def reductions(inputs: ReportInputs) -> list[str]:
     """What this run reduced compared with the paper, and why."""
+    from nnunet_se.demo_trainers import LEARNING_RATE, SUFFIX
+
     p = inputs.profile
     schedule = (f"{p.epochs} epochs x {p.iterations} iterations of batch 16" if p.iterations else
                 f"{p.epochs} epochs (one pass over the fit cases each)")
@@ -185,9 +187,11 @@ def reductions(inputs: ReportInputs) -> list[str]:
         f"- **Folds**: {p.folds} instead of 10, all trained, so Table I has statistics over folds.",
         f"- **Training**: {schedule} instead of 400 epochs (the demo's bar: test Dice {DICE_BAR} for every fold's "
         "model; the Dice section says whether this run reached it).",
-        f"- **Models**: {', '.join(t.replace('nnUNetTrainer', '') for t in p.trainers)}. Unchanged: the paper "
-        "trainers themselves (the authors' U-Net at full width 32/64/128/256, loss, optimiser, constant learning "
-        "rate, dev-set rule, best-dev-loss checkpoint); the patch is the image (the trainers fit it to small images).",
+        f"- **Models**: {', '.join(t.replace('nnUNetTrainer', '') for t in p.trainers)}"
+        + (f"; `_demo` = the paper trainer at a constant learning rate of {LEARNING_RATE:g} instead of 1e-4, so that "
+           "the few steps suffice" if any(t.endswith(SUFFIX) for t in p.trainers) else "")
+        + ". Unchanged: the authors' U-Net at full width 32/64/128/256, modules, loss, Adam, dev-set rule, "
+        "best-dev-loss checkpoint; the patch is the image (the trainers fit it to small images).",
         "",
     ]
 

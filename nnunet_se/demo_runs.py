@@ -26,6 +26,7 @@ from nnunet_se.env import ext_trainer_value
 from nnunet_se.errors import UserError
 
 BATCH_MARK = "nnunet-se demo batch:"
+DEMO_SHIM = "nnunet_se_demo_trainers_shim"
 
 
 @dataclass
@@ -68,7 +69,8 @@ class Pipeline:
             "nnUNet_raw": str(self.raw),
             "nnUNet_preprocessed": str(self.preprocessed),
             "nnUNet_results": str(self.results),
-            "nnUNet_extTrainer": ext_trainer_value(os.environ.get("nnUNet_extTrainer")),
+            "nnUNet_extTrainer": os.pathsep.join([ext_trainer_value(os.environ.get("nnUNet_extTrainer")),
+                                                  str(self._demo_trainer_folder())]),
             "nnUNet_compile": "0",
             "NNUNET_SE_SEED": str(seed),
             "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
@@ -77,6 +79,13 @@ class Pipeline:
             self.env["nnUNet_def_n_proc"] = "1"
             # OpenMP threads that wait sleep instead of spinning: on a busy machine spinning made torch 3-5x slower
             self.env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    def _demo_trainer_folder(self) -> Path:
+        """``<out>/trainers``: the shim that lets nnU-Net find :mod:`nnunet_se.demo_trainers` (demo commands only)."""
+        folder = self.out / "trainers"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{DEMO_SHIM}.py").write_text("from nnunet_se.demo_trainers import *  # noqa: F403\n")
+        return folder
 
     @property
     def loop_env(self) -> dict[str, str]:

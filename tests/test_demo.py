@@ -53,20 +53,39 @@ def test_refuses_to_replace_a_folder_that_is_not_a_demo_output(tmp_path: Path,
 
 
 def test_profiles_meet_the_study_design(tmp_path: Path) -> None:
-    """cpu: plain U-Net + Mono + cSE, >= 3 folds on the CPU; gpu: plain + one trainer per module, 5 folds, CUDA."""
+    """cpu: plain U-Net + cSE + Mono, >= 3 folds on the CPU; gpu: plain + one trainer per module, 5 folds, CUDA;
+    every profile starts with the plain U-Net (Table I's baseline, no gates to capture)."""
+    from nnunet_se.demo_trainers import DEMO_TRAINERS
     from nnunet_se.modules import available_recalibrations
     from nnunet_se.trainers import PAPER_TRAINERS
 
+    classes = {**PAPER_TRAINERS, **DEMO_TRAINERS}
     cpu, gpu = PROFILES["cpu"], PROFILES["gpu"]
-    assert {"nnUNetTrainerPaper", "nnUNetTrainerPaperMono", "nnUNetTrainerPaperCSE"} <= set(cpu.trainers)
+    assert {classes[t].recalibration for t in cpu.trainers} == {None, "cse", "mono"}
     assert cpu.folds >= 3 and cpu.device == "cpu"
-    modules = {PAPER_TRAINERS[t].recalibration for t in gpu.trainers}
-    assert modules == {None, *available_recalibrations()} and gpu.folds == 5 and gpu.device == "cuda"
+    assert {classes[t].recalibration for t in gpu.trainers} == {None, *available_recalibrations()}
+    assert gpu.folds == 5 and gpu.device == "cuda" and set(gpu.trainers) <= set(PAPER_TRAINERS)
+    assert all(classes[p.trainers[0]].recalibration is None for p in PROFILES.values())
     args = build_parser("demo").parse_args(["--out", str(tmp_path / "o"), "--profile", "gpu", "--device", "cpu",
                                             "--epochs", "3"])
     profile = check_args(args)
     assert (profile.device, profile.epochs, profile.trainers) == ("cpu", 3, gpu.trainers)
     assert build_parser("demo").parse_args([]).profile == "cpu"  # what `make demo` runs
+
+
+def test_demo_trainers_differ_from_the_paper_trainers_only_in_learning_rate() -> None:
+    import pickle
+
+    from nnunet_se.demo_trainers import DEMO_TRAINERS
+    from nnunet_se.trainers import PAPER_TRAINERS
+
+    assert set(DEMO_TRAINERS) == {f"{name}_demo" for name in PAPER_TRAINERS}
+    for name, cls in DEMO_TRAINERS.items():
+        base = PAPER_TRAINERS[name.removesuffix("_demo")]
+        assert cls.__bases__ == (base,)
+        assert {k for k in vars(cls) if not k.startswith("__")} == {"learning_rate"}
+        assert cls.learning_rate == 10 * base.learning_rate == pytest.approx(1e-3)
+        assert pickle.loads(pickle.dumps(cls)) is cls  # nnU-Net's lookup and worker processes find it by name
 
 
 def test_batch_runs_each_console_script_as_its_own_command_line() -> None:
