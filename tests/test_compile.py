@@ -185,19 +185,21 @@ def plans_of(name: str) -> list[tuple[str, int]]:
     return [(arch, dims) for arch in ("plain", "resenc") for dims in (2, 3)]
 
 
-@pytest.mark.parametrize("name", list(ALL_TRAINERS))
-def test_every_trainer_network_compiles_as_one_graph(name: str) -> None:
-    """Every registered trainer: one train step of its 2D network is one graph (forward + backward)."""
-    network, patch = trainer_network(name, "plain", 2)
+@pytest.mark.parametrize(
+    "name, arch, dims", [(n, "plain", 2) for n in ALL_TRAINERS] + [("nnUNetTrainerMono", "resenc", 3)]
+)
+def test_every_trainer_network_compiles_as_one_graph(name: str, arch: str, dims: int) -> None:
+    """Every registered trainer: one train step of its 2D network is one graph (forward + backward); Mono also
+    on the 3D ResEnc plan."""
+    network, patch = trainer_network(name, arch, dims)
     counter = CompileCounterWithBackend(BACKEND)
     compiled = torch.compile(network.train(), backend=counter, fullgraph=True)
     first(compiled(torch.randn(2, 3, *patch, device=DEVICE))).sum().backward()
     assert counter.frame_count == 1
 
 
-REPRESENTATIVE = [
+REPRESENTATIVE = [  # fp16 PaperMono showed the torch 2.13 backward discrepancy (docs/modules.md)
     ("nnUNetTrainerMono", "plain", 2, "bf16"),
-    ("nnUNetTrainerMono", "resenc", 3, "fp32"),
     ("nnUNetTrainerPaperMono", "paper", 2, "fp16"),
 ]
 SEQUENCE_CASES = (
