@@ -8,7 +8,9 @@ Measures images/s, interleaved rounds, median after one warm-up round, all in on
   included; costliest cases first, as the converter schedules them);
 - ``decode_jpeg``: the decode limit, reduced-scale JPEG decode alone (no mask, no resize, no writing);
 - ``decode_jpeg_mask``: reduced-scale JPEG decode plus the full PNG mask decode (the mask has no reduced decode);
-- ``decode_jpeg_mask_passes``: that plus the mask's binary check (histogram) and its reduce + bilinear resize.
+- ``decode_jpeg_mask_passes``: that plus the mask's binary check (histogram) and its reduce + bilinear resize;
+- ``spin_w1`` / ``spin_w2``: 30 pure CPU tasks of 30 ms through the same worker pool (1 and 2 processes): the
+  pool's own scaling limit on this machine at this moment (other users' load included).
 
 Wall time and CPU time (this process plus its reaped worker processes) are both recorded.
 
@@ -43,7 +45,17 @@ from nnunet_se.conversion.isic2018 import RULES
 from nnunet_se.conversion.sources import collect_sources
 
 SIZE = 224
+SPIN_SECONDS = 0.03
+"""CPU seconds per calibration task, about one converted ISIC case."""
 RESULTS = Path(__file__).parent / "results"
+
+
+def _spin(seconds: float) -> float:
+    """Burn ``seconds`` of CPU time (the pool calibration task: no I/O, no memory traffic)."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return seconds
 
 
 def _cpu_seconds() -> float:
@@ -80,6 +92,12 @@ def main() -> None:
 
         return run
 
+    def spinner(workers: int) -> Callable[[Path], None]:
+        def run(out: Path) -> None:
+            run_parallel([SPIN_SECONDS] * n, _spin, workers)
+
+        return run
+
     def decode(with_mask: bool, mask_passes: bool = False) -> Callable[[Path], None]:
         def run(out: Path) -> None:
             for img_bytes, mask_bytes in blobs:
@@ -102,6 +120,8 @@ def main() -> None:
         "decode_jpeg": decode(False),
         "decode_jpeg_mask": decode(True),
         "decode_jpeg_mask_passes": decode(True, mask_passes=True),
+        "spin_w1": spinner(1),
+        "spin_w2": spinner(2),
     }
     if args.profile:
         out = Path(tempfile.mkdtemp(prefix="convert_speed_"))
@@ -132,6 +152,8 @@ def main() -> None:
         "convert_w1_vs_decode_jpeg_mask_passes": rate["convert_w1"] / rate["decode_jpeg_mask_passes"],
         "decode_jpeg_mask_passes_vs_decode_jpeg_mask": rate["decode_jpeg_mask_passes"] / rate["decode_jpeg_mask"],
         "convert_w2_vs_w1": rate["convert_w2"] / rate["convert_w1"],
+        "spin_w2_vs_w1": rate["spin_w2"] / rate["spin_w1"],
+        "convert_w2_vs_w1_of_spin": (rate["convert_w2"] / rate["convert_w1"]) / (rate["spin_w2"] / rate["spin_w1"]),
         "cpu_convert_w1_vs_naive": cpu_rate["convert_w1"] / cpu_rate["naive"],
         "cpu_convert_w1_vs_decode_jpeg": cpu_rate["convert_w1"] / cpu_rate["decode_jpeg"],
         "cpu_convert_w1_vs_decode_jpeg_mask": cpu_rate["convert_w1"] / cpu_rate["decode_jpeg_mask"],
@@ -174,6 +196,9 @@ def main() -> None:
         "(this process plus its reaped worker processes; ``cpu_`` ratios), which contention affects much less.",
         "``cpu_convert_w2_vs_w1`` near 1 means the 2-process pool adds no CPU work (pool start-up, task passing):",
         "the wall-clock ``convert_w2_vs_w1`` can only show the scaling when 2 cores are free for this process.",
+        "``spin_w1``/``spin_w2`` run pure CPU tasks of the same size (30 ms each) through the same pool: their",
+        "ratio is the most any 2-process run could scale on the machine at that moment, and",
+        "``convert_w2_vs_w1_of_spin`` is the converter's scaling as a fraction of it.",
         "",
         "| variant | images/s (wall) | images per CPU-s |",
         "|---|---|---|",

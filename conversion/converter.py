@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -26,6 +26,7 @@ from nnunet_se.conversion.writer import Case, RawDatasetWriter, StagedCase, stag
 from nnunet_se.errors import UserError
 
 log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -145,8 +146,8 @@ def _worker_init() -> None:
 
 
 def run_parallel(
-    tasks: Sequence[Any], func: Callable[[Any], StagedCase], workers: int, costs: Sequence[float] | None = None
-) -> list[StagedCase]:
+    tasks: Sequence[Any], func: Callable[[Any], _R], workers: int, costs: Sequence[float] | None = None
+) -> list[_R]:
     """``func`` over ``tasks`` in ``workers`` processes (fork where available) with a tqdm bar; results in order.
 
     With ``costs`` (e.g. source bytes per task), processes take the costliest tasks first, so that no large task
@@ -165,7 +166,7 @@ def run_parallel(
         executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_worker_init)
         order = sorted(range(len(tasks)), key=lambda i: -costs[i]) if costs is not None else range(len(tasks))
         try:
-            results: dict[int, StagedCase] = {}
+            results: dict[int, _R] = {}
             for i, result in zip(order, executor.map(func, [tasks[i] for i in order]), strict=True):
                 results[i] = result
                 bar.update()
