@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
@@ -23,6 +22,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from nnunet_se.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; conversions then run unlocked (a warning says so)
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -193,6 +197,9 @@ class DatasetLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`UserError` naming the running conversion's process id."""
+        if fcntl is None:
+            log.warning("no fcntl on this system: concurrent conversions of id %d are not detected", self.dataset_id)
+            return
         for _ in range(5):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

@@ -409,3 +409,16 @@ def test_unwritable_raw_folder_even_for_root(tmp_path: Path, capsys: pytest.Capt
     before = tree_digest(ws.tmp)
     assert_one_line_error(call_main(main, ws.args(), capsys), f"{ws.raw}: the raw folder is not writable")
     assert tree_digest(ws.tmp) == before
+
+
+def test_without_fcntl_the_conversion_runs_unlocked_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Systems without ``fcntl`` (Windows) still convert; the missing lock is reported, not silent."""
+    ws = Workspace(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(ws.results))
+    monkeypatch.setattr("nnunet_se.conversion.safety.fcntl", None)
+    result = call_main(main, ws.args(), capsys)
+    assert result.code == 0, result
+    assert "concurrent conversions of id 621 are not detected" in result.stderr
+    _published(ws)
