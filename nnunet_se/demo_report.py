@@ -139,8 +139,8 @@ def significance_lines(table_json: Path, folds: int) -> list[str]:
     means = {e["model"]: e["mean"] for e in entries}
     lines = []
     for e in (e for e in entries if e.get("baseline")):
-        p_nb, p_w = e["p_nadeau_bengio"], e["p_wilcoxon_holm"]
-        verdict = "significant" if (p_nb < 0.05 or p_w < 0.05) else "not significant"
+        p_nb, p_w = (math.nan if e.get(k) is None else e[k] for k in ("p_nadeau_bengio", "p_wilcoxon_holm"))
+        verdict = "significant" if (p_nb < 0.05 or p_w < 0.05) else "not significant"  # NaN (JSON null): untested
         lines.append(f"- {e['trainer']}: {e['mean']:.1f} ± {e['std']:.1f} % against {e['baseline'].split('__')[0]}'s "
                      f"{means.get(e['baseline'], math.nan):.1f} %; corrected resampled t-test p = {_p(p_nb)}, Wilcoxon "
                      f"over the cases (Holm) p = {_p(p_w)}: {verdict} at 0.05 (one-sided, improvements only).")
@@ -157,7 +157,7 @@ def significance_lines(table_json: Path, folds: int) -> list[str]:
 
 
 def _p(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.3g}"
+    return "-" if math.isnan(value) else f"{value:.3g}"
 
 
 def _link(out: Path, path: Path) -> str:
@@ -252,6 +252,10 @@ def write_report(pipeline: Pipeline, inputs: ReportInputs) -> Path:
         *significance_lines(analysis / "table.json", p.folds),
         "",
         "## Linear excitation thresholds, Fig. 3 style (`nnunet-se-analyze pca`)",
+        "",
+        "Read these figures as the mechanism, not the paper's finding: every fold starts from the same seeded "
+        f"network (`--seed {inputs.seed}`), and after this few steps the gates are still close to where that "
+        "initialisation put them, which is why the folds' excitation patterns look alike.",
         "",
         *_figures(out, analysis / "pca"),
         "## Excitation responses, Fig. 2 style (`nnunet-se-analyze responses`)",

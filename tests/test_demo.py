@@ -134,7 +134,7 @@ def test_significance_reading_follows_the_p_values(tmp_path: Path) -> None:
                {"model": "M__nnUNetPlans__2d", "trainer": "M", "baseline": base, "mean": 92.0, "std": 0.5,
                 "p_nadeau_bengio": 0.01, "p_wilcoxon_holm": 0.2},
                {"model": "N__nnUNetPlans__2d", "trainer": "N", "baseline": base, "mean": 89.0, "std": 2.0,
-                "p_nadeau_bengio": 0.4, "p_wilcoxon_holm": float("nan")}]
+                "p_nadeau_bengio": 0.4, "p_wilcoxon_holm": None}]  # the table writes NaN as null
     table.write_text(json.dumps({"entries": entries}))
     lines = significance_lines(table, folds=3)
     assert lines[0].startswith("- M: 92.0 ± 0.5 % against nnUNetTrainerPaper's 90.0 %") and ": significant" in lines[0]
