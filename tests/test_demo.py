@@ -133,12 +133,15 @@ def test_significance_reading_follows_the_p_values(tmp_path: Path) -> None:
     entries = [{"model": base, "trainer": "nnUNetTrainerPaper", "baseline": None, "mean": 90.0, "std": 1.0},
                {"model": "M__nnUNetPlans__2d", "trainer": "M", "baseline": base, "mean": 92.0, "std": 0.5,
                 "p_nadeau_bengio": 0.01, "p_wilcoxon_holm": 0.2},
+               {"model": "W__nnUNetPlans__2d", "trainer": "W", "baseline": base, "mean": 91.0, "std": 3.0,
+                "p_nadeau_bengio": 0.3, "p_wilcoxon_holm": 0.008},
                {"model": "N__nnUNetPlans__2d", "trainer": "N", "baseline": base, "mean": 89.0, "std": 2.0,
                 "p_nadeau_bengio": 0.4, "p_wilcoxon_holm": None}]  # the table writes NaN as null
     table.write_text(json.dumps({"entries": entries}))
     lines = significance_lines(table, folds=3)
-    assert lines[0].startswith("- M: 92.0 ± 0.5 % against nnUNetTrainerPaper's 90.0 %") and ": significant" in lines[0]
-    assert "p = 0.4," in lines[1] and "p = -:" in lines[1] and "not significant" in lines[1]
+    assert lines[0].startswith("- M: 92.0 ± 0.5 % against nnUNetTrainerPaper's 90.0 %: significant over the folds")
+    assert ": not significant over the folds" in lines[1] and "Wilcoxon (Holm) p = 0.008 (these trained" in lines[1]
+    assert "not significant" in lines[2] and "t-test p = 0.4)" in lines[2] and "Wilcoxon (Holm) p = -." in lines[2]
     assert "2 degrees of freedom" in lines[-1]
 
 
