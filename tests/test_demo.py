@@ -73,7 +73,7 @@ def test_profiles_meet_the_study_design(tmp_path: Path) -> None:
     assert build_parser("demo").parse_args([]).profile == "cpu"  # what `make demo` runs
 
 
-def test_demo_trainers_differ_from_the_paper_trainers_only_in_learning_rate() -> None:
+def test_demo_trainers_differ_from_the_paper_trainers_only_in_learning_rate_and_plotting() -> None:
     import pickle
 
     from nnunet_se.demo_trainers import DEMO_TRAINERS
@@ -83,8 +83,9 @@ def test_demo_trainers_differ_from_the_paper_trainers_only_in_learning_rate() ->
     for name, cls in DEMO_TRAINERS.items():
         base = PAPER_TRAINERS[name.removesuffix("_demo")]
         assert cls.__bases__ == (base,)
-        assert {k for k in vars(cls) if not k.startswith("__")} == {"learning_rate"}
+        assert {k for k in vars(cls) if not k.startswith("__")} == {"learning_rate", "progress_plot_every"}
         assert cls.learning_rate == 10 * base.learning_rate == pytest.approx(1e-3)
+        assert base.progress_plot_every == 1 and cls.progress_plot_every is None  # progress.png at the end only
         assert pickle.loads(pickle.dumps(cls)) is cls  # nnU-Net's lookup and worker processes find it by name
 
 

@@ -320,7 +320,9 @@ def paper_run(nnunet_preprocessed, tmp_path_factory):
 def test_paper_training_protocol(paper_run: PaperRun) -> None:
     trainer, fold_dir, base = paper_run.trainer, paper_run.fold_dir, paper_run.preprocessed
     assert trainer.current_epoch == 1
-    assert trainer.num_iterations_per_epoch == 2 and trainer.num_val_iterations_per_epoch == 2  # env controls
+    dev = json.loads((fold_dir / "early_stopping_split.json").read_text())["early_stopping"]
+    assert trainer.num_iterations_per_epoch == 2  # env control; the dev loss stays one pass over the dev set
+    assert trainer.num_val_iterations_per_epoch == math.ceil(len(dev) / 16)
     median = json.loads((base / "nnUNetPlans.json").read_text())["configurations"]["2d"]["median_image_size_in_voxels"]
     patch = [min(224, 8 * math.ceil(m / 8)) for m in median]  # the fixture's images are smaller than 224
     assert trainer.batch_size == 16 and trainer.configuration_manager.patch_size == patch

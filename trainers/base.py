@@ -13,7 +13,8 @@ during training and on the class (``enable_deep_supervision=False``) in ``nnUNet
 module tree. Subclasses with their own backbone override :meth:`build_backbone`.
 
 Environment controls (all plugin trainers; unset means nnU-Net's own behaviour):
-``NNUNET_SE_NUM_EPOCHS`` (epochs), ``NNUNET_SE_NUM_ITERATIONS`` (train *and* val iterations per epoch),
+``NNUNET_SE_NUM_EPOCHS`` (epochs), ``NNUNET_SE_NUM_ITERATIONS`` (train iterations per epoch, and val iterations
+where ``env_iterations_cover_validation``),
 ``NNUNET_SE_SEED`` (seeds Python, NumPy and torch when the trainer is created and again before the data loaders
 are built).
 """
@@ -67,6 +68,7 @@ class RecalibrationTrainer(nnUNetTrainer):
     recalibration_options: ClassVar[dict[str, Any]] = {}
     skip_connections: ClassVar[bool] = True
     family: ClassVar[str] = "auto"
+    env_iterations_cover_validation: ClassVar[bool] = True  # NNUNET_SE_NUM_ITERATIONS also sets val iterations
     network_summary: ClassVar[str] = "nnU-Net plans (PlainConvUNet / ResidualEncoderUNet)"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -85,7 +87,8 @@ class RecalibrationTrainer(nnUNetTrainer):
             self.num_epochs = epochs
         if iterations is not None:
             self.num_iterations_per_epoch = iterations
-            self.num_val_iterations_per_epoch = iterations
+            if self.env_iterations_cover_validation:
+                self.num_val_iterations_per_epoch = iterations
 
     def on_train_start(self) -> None:
         """Seed again right before the data loaders exist; re-apply the overrides after subclasses set schedules."""

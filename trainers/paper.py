@@ -65,6 +65,8 @@ class nnUNetTrainerPaper(BestEarlyStoppingCheckpoint, RecalibrationTrainer):
     plateau_patience: ClassVar[int] = 5
     clip_gradients: ClassVar[bool] = False  # True: nnU-Net's clipping at gradient norm 12
     test_time_mirroring: ClassVar[bool] = False
+    progress_plot_every: ClassVar[int | None] = 1  # epochs between progress.png redraws (nnU-Net: every epoch)
+    env_iterations_cover_validation: ClassVar[bool] = False  # the dev loss is always one pass over the dev set
     early_stopping_rule: ClassVar[ESRule] = "authors"  # authors' dev set; "seeded": fraction/seed/groups below
     early_stopping_fraction: ClassVar[float] = 0.1
     early_stopping_patience: ClassVar[int | None] = None  # epochs without a better ES loss before stopping

@@ -4,7 +4,9 @@ The authors keep the best ``val_loss`` weights (Keras ``ModelCheckpoint(save_bes
 evaluate those. Mixed into the paper trainers before :class:`RecalibrationTrainer`: ``checkpoint_best.pth`` is
 written on every new best ES loss, the best weights are restored before ``checkpoint_final.pth`` and the final
 validation, an optional patience stops training early, and the scheduler and ES state travel in every checkpoint
-(exact ``--c`` resume). Needs ``self.early_stopping`` (:class:`EarlyStopping`) and ``self._best_weights``.
+(exact ``--c`` resume), and ``progress.png`` is redrawn every ``progress_plot_every`` epochs (``None``: only at the
+last epoch or an early stop). Needs ``self.early_stopping`` (:class:`EarlyStopping`), ``self._best_weights`` and
+``self.progress_plot_every``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ class BestEarlyStoppingCheckpoint:
             self.save_checkpoint(join(self.output_folder, "checkpoint_best.pth"))
         if (epoch + 1) % self.save_every == 0 and epoch != self.num_epochs - 1:
             self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
-        if self.local_rank == 0:
+        last = epoch == self.num_epochs - 1 or self.early_stopping.should_stop
+        every = self.progress_plot_every
+        if self.local_rank == 0 and (last or (every is not None and (epoch + 1) % every == 0)):
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
         if self.early_stopping.should_stop and self.current_epoch < self.num_epochs:
