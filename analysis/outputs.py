@@ -42,7 +42,7 @@ def _clashing_input(target: Path, inputs: Sequence[Path]) -> Path | None:
     """The first input that is ``target`` or lies inside it (paths compared after resolving links)."""
     resolved = _resolved(target)
     for item in inputs:
-        if _resolved(item) == resolved or _resolved(item).is_relative_to(resolved):
+        if _resolved(item).is_relative_to(resolved):  # includes item == target
             return Path(item)
     return None
 

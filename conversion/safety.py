@@ -51,7 +51,8 @@ def resolve_path(value: str | os.PathLike[str], what: str) -> Path:
 
 
 def _inside(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
+    """``child`` is ``parent`` or lies below it (both resolved)."""
+    return child.is_relative_to(parent)
 
 
 def _existing_ancestor(path: Path) -> Path:
