@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from nnunet_se.subcommands import Subcommand, dispatch
 
 COMMANDS = (
-    Subcommand("env", "nnunet_se.env", "print shell exports that make nnU-Net find the plugin trainers"),
-    Subcommand("list", "nnunet_se.listing", "list the plugin trainers and recalibration modules"),
-    Subcommand("check", "nnunet_se.selfcheck", "verify the installation (nnU-Net, torchvision, discovery)"),
-    Subcommand("grid", "nnunet_se.grid", "write a job script (sh, SLURM array, JSON) for a benchmark grid"),
-    Subcommand("status", "nnunet_se.status", "table of finished / running / missing folds"),
-    Subcommand("demo", "nnunet_se.demo", "synthetic end-to-end demo: convert, train, analyse, report"),
+    Subcommand("env", "nnunet_se.workflow.env", "print shell exports that make nnU-Net find the plugin trainers"),
+    Subcommand("list", "nnunet_se.workflow.listing", "list the plugin trainers and recalibration modules"),
+    Subcommand("check", "nnunet_se.workflow.selfcheck", "verify the installation (nnU-Net, torchvision, discovery)"),
+    Subcommand("grid", "nnunet_se.workflow.grid", "write a job script (sh, SLURM array, JSON) for a benchmark grid"),
+    Subcommand("status", "nnunet_se.workflow.status", "table of finished / running / missing folds"),
+    Subcommand("demo", "nnunet_se.workflow.demo", "synthetic end-to-end demo: convert, train, analyse, report"),
 )
 
 

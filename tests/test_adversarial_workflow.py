@@ -25,7 +25,7 @@ from cli_harness import assert_one_line_error, call_main, tree_digest
 from test_grid import FINISHED, write_fold, write_splits
 
 from nnunet_se.cli import main as cli_main
-from nnunet_se.grid import shell_word
+from nnunet_se.workflow.grid import shell_word
 
 FIVE, TEN, NOSPLIT = "Dataset601_Five", "Dataset602_Ten", "Dataset603_NoSplit"
 PAPER = "nnUNetTrainerPaper"

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from nnunet_se.cli import main as cli_main
-from nnunet_se.demo import MARKER, PROFILES, build_parser, check_args
-from nnunet_se.demo_report import significance_lines
-from nnunet_se.demo_scoring import ModelScores, score_test_set
+from nnunet_se.workflow.demo import MARKER, PROFILES, build_parser, check_args
+from nnunet_se.workflow.demo_report import significance_lines
+from nnunet_se.workflow.demo_scoring import ModelScores, score_test_set
 
 BIN = Path(sys.executable).parent
 
@@ -55,9 +55,9 @@ def test_refuses_to_replace_a_folder_that_is_not_a_demo_output(tmp_path: Path,
 def test_profiles_meet_the_study_design(tmp_path: Path) -> None:
     """cpu: plain U-Net + cSE + Mono, >= 3 folds on the CPU; gpu: plain + one trainer per module, 5 folds, CUDA;
     every profile starts with the plain U-Net (Table I's baseline, no gates to capture)."""
-    from nnunet_se.demo_trainers import DEMO_TRAINERS
     from nnunet_se.modules import available_recalibrations
     from nnunet_se.trainers import PAPER_TRAINERS
+    from nnunet_se.workflow.demo_trainers import DEMO_TRAINERS
 
     classes = {**PAPER_TRAINERS, **DEMO_TRAINERS}
     cpu, gpu = PROFILES["cpu"], PROFILES["gpu"]
@@ -76,8 +76,8 @@ def test_profiles_meet_the_study_design(tmp_path: Path) -> None:
 def test_demo_trainers_differ_from_the_paper_trainers_only_in_learning_rate_and_plotting() -> None:
     import pickle
 
-    from nnunet_se.demo_trainers import DEMO_TRAINERS
     from nnunet_se.trainers import PAPER_TRAINERS
+    from nnunet_se.workflow.demo_trainers import DEMO_TRAINERS
 
     assert set(DEMO_TRAINERS) == {f"{name}_demo" for name in PAPER_TRAINERS}
     for name, cls in DEMO_TRAINERS.items():
@@ -92,8 +92,8 @@ def test_demo_trainers_differ_from_the_paper_trainers_only_in_learning_rate_and_
 def test_batch_runs_each_console_script_as_its_own_command_line() -> None:
     """Two command lines in one process print what the two commands print when run on their own, in order."""
     commands = [["nnunet-se", "env"], ["nnunet-se", "env", "--fish"]]
-    batch = subprocess.run([sys.executable, "-m", "nnunet_se.demo_runs", json.dumps(commands)], capture_output=True,
-                           text=True, check=True)
+    batch = subprocess.run([sys.executable, "-m", "nnunet_se.workflow.demo_runs", json.dumps(commands)],
+                           capture_output=True, text=True, check=True)
     alone = [subprocess.run([BIN / c[0], *c[1:]], capture_output=True, text=True, check=True).stdout.strip()
              for c in commands]
     lines = [line for line in batch.stdout.splitlines() if not line.startswith("nnunet-se demo batch:")]
@@ -102,10 +102,10 @@ def test_batch_runs_each_console_script_as_its_own_command_line() -> None:
 
 def test_batch_stops_at_a_failing_command_with_its_exit_code() -> None:
     commands = [["nnunet-se", "env", "--no-such-option"], ["nnunet-se", "env"]]
-    result = subprocess.run([sys.executable, "-m", "nnunet_se.demo_runs", json.dumps(commands)], capture_output=True,
-                            text=True)
+    result = subprocess.run([sys.executable, "-m", "nnunet_se.workflow.demo_runs", json.dumps(commands)],
+                            capture_output=True, text=True)
     assert result.returncode == 2 and "export" not in result.stdout  # argparse's exit code; the second never ran
-    missing = subprocess.run([sys.executable, "-m", "nnunet_se.demo_runs", json.dumps([["no_such_script"]])],
+    missing = subprocess.run([sys.executable, "-m", "nnunet_se.workflow.demo_runs", json.dumps([["no_such_script"]])],
                              capture_output=True, text=True)
     assert missing.returncode == 1 and "'no_such_script' is not an installed console script" in missing.stderr
 

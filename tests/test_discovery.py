@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_se import env as env_command
 from nnunet_se.injection import recalibration_paths
 from nnunet_se.trainers import ALL_TRAINERS, RecalibrationTrainer
+from nnunet_se.workflow import env as env_command
 
 TRAINER_NAMES = sorted(ALL_TRAINERS)
 
@@ -143,8 +143,8 @@ def test_train_step_and_predict_step(name: str, nnunet_preprocessed, monkeypatch
 
 
 def test_list_shows_every_trainer_and_module(capsys) -> None:
-    from nnunet_se import listing
     from nnunet_se.modules import available_recalibrations, parameter_count
+    from nnunet_se.workflow import listing
 
     assert listing.main([], prog="nnunet-se list") == 0
     lines = capsys.readouterr().out.splitlines()
@@ -162,7 +162,7 @@ def _nnunet_paths(monkeypatch, tmp_path) -> None:
 
 
 def test_check_passes_on_this_installation(capsys, monkeypatch, tmp_path) -> None:
-    from nnunet_se import selfcheck
+    from nnunet_se.workflow import selfcheck
 
     _nnunet_paths(monkeypatch, tmp_path)
     monkeypatch.setenv("nnUNet_extTrainer", str(env_command.shim_folder()))
@@ -173,7 +173,7 @@ def test_check_passes_on_this_installation(capsys, monkeypatch, tmp_path) -> Non
 
 
 def test_check_reports_one_line_per_problem(capsys, monkeypatch, tmp_path) -> None:
-    from nnunet_se import selfcheck
+    from nnunet_se.workflow import selfcheck
 
     _nnunet_paths(monkeypatch, tmp_path)
     monkeypatch.delenv("nnUNet_results")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from nnunet_se.cli import main as cli_main
-from nnunet_se.env import shim_folder
 from nnunet_se.errors import UserError, shown
-from nnunet_se.matrix import (
+from nnunet_se.workflow.env import shim_folder
+from nnunet_se.workflow.matrix import (
     BASELINE_TRAINER,
     KNOWN_TRAINERS,
     TRAINER_FAMILIES,

@@ -31,7 +31,7 @@ class ModelScores:
 def validation_dice(results: Path, dataset: str, trainer: str, folds: Sequence[int], plans: str,
                     configuration: str) -> dict[int, float]:
     """Fold -> nnU-Net's final-validation foreground Dice (``validation/summary.json``) for the finished folds."""
-    from nnunet_se.matrix import Dataset, Job, fold_dice
+    from nnunet_se.workflow.matrix import Dataset, Job, fold_dice
 
     ds = Dataset(int(dataset[7:10]), dataset)
     out = {}

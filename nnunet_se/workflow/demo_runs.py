@@ -3,10 +3,11 @@
 :class:`Pipeline` runs each external command as a subprocess with the demo's environment, appends its output to
 ``<out>/logs/<name>.log`` and turns a failure into a one-line :class:`UserError` naming that log.
 
-``python -m nnunet_se.demo_runs '<JSON list of argv lists>'`` runs several nnU-Net command lines in one process,
-one after the other: each through its own console-script entry point (``importlib.metadata``) with ``sys.argv`` set
-to exactly that command line, so argument parsing, defaults and outputs are those of the stock command. It only
-saves the start-up (torch, nnU-Net, trainer search: 5-15 s on 2 cores) of every command after the first.
+``python -m nnunet_se.workflow.demo_runs '<JSON list of argv lists>'`` runs several nnU-Net command lines in one
+process, one after the other: each through its own console-script entry point (``importlib.metadata``) with
+``sys.argv`` set to exactly that command line, so argument parsing, defaults and outputs are those of the stock
+command. It only saves the start-up (torch, nnU-Net, trainer search: 5-15 s on 2 cores) of every command after
+the first.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_se.env import ext_trainer_value
 from nnunet_se.errors import UserError
+from nnunet_se.workflow.env import ext_trainer_value
 
 BATCH_MARK = "nnunet-se demo batch:"
 DEMO_SHIM = "nnunet_se_demo_trainers_shim"
@@ -81,10 +82,11 @@ class Pipeline:
             self.env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     def _demo_trainer_folder(self) -> Path:
-        """``<out>/trainers``: the shim that lets nnU-Net find :mod:`nnunet_se.demo_trainers` (demo commands only)."""
+        """``<out>/trainers``: the shim that lets nnU-Net find :mod:`nnunet_se.workflow.demo_trainers` (demo commands
+        only)."""
         folder = self.out / "trainers"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{DEMO_SHIM}.py").write_text("from nnunet_se.demo_trainers import *  # noqa: F403\n")
+        (folder / f"{DEMO_SHIM}.py").write_text("from nnunet_se.workflow.demo_trainers import *  # noqa: F403\n")
         return folder
 
     @property

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from nnunet_se.env import EXT_VARIABLE, ext_trainer_value, shim_folder, unset_nnunet_paths
+from nnunet_se.workflow.env import EXT_VARIABLE, ext_trainer_value, shim_folder, unset_nnunet_paths
 
 DISTRIBUTION = "nnunet-se"
 

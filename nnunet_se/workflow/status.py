@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nnunet_se.errors import UserError
-from nnunet_se.matrix import (
+from nnunet_se.workflow.matrix import (
     DEFAULT_CONFIGURATION,
     DEFAULT_PLANS,
     Dataset,
@@ -92,7 +92,7 @@ def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset
     """One row per (dataset, trainer); trainers default to those found in the results folder.
 
     ``preprocessed`` and ``raw`` are where the datasets' ``splits_final.json`` is looked for (see
-    :func:`nnunet_se.matrix.splits_file`).
+    :func:`nnunet_se.workflow.matrix.splits_file`).
     """
     roots = {"nnUNet_preprocessed": preprocessed, "nnUNet_raw": raw}
     rows = []

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_se.demo import CONFIGURATION, PLANS, Profile
-from nnunet_se.demo_runs import Pipeline
-from nnunet_se.demo_scoring import ModelScores, learning_curve
+from nnunet_se.workflow.demo import CONFIGURATION, PLANS, Profile
+from nnunet_se.workflow.demo_runs import Pipeline
+from nnunet_se.workflow.demo_scoring import ModelScores, learning_curve
 
 DICE_BAR = 0.8  # the demo's "it learned" line (issue 14)
 PAPER_SIZE = "224x224 RGB images, 400 epochs of batch 16, 10 folds, about 1,000-2,600 cases per dataset"
@@ -180,7 +180,7 @@ def _figures(out: Path, folder: Path) -> list[str]:
 
 def reductions(inputs: ReportInputs) -> list[str]:
     """What this run reduced compared with the paper, and why."""
-    from nnunet_se.demo_trainers import LEARNING_RATE, SUFFIX
+    from nnunet_se.workflow.demo_trainers import LEARNING_RATE, SUFFIX
 
     p = inputs.profile
     schedule = (f"{p.epochs} epochs x {p.iterations} iterations of batch 16" if p.iterations else

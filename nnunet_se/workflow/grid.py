@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunet_se.env import EXT_VARIABLE, ext_trainer_value
 from nnunet_se.errors import UserError, shown
-from nnunet_se.matrix import (
+from nnunet_se.workflow.env import EXT_VARIABLE, ext_trainer_value
+from nnunet_se.workflow.matrix import (
     DEFAULT_CONFIGURATION,
     DEFAULT_PLANS,
     NNUNET_ROOTS,

@@ -5,8 +5,8 @@ Everything runs with nnU-Net's and the plugin's own commands (subprocesses, logg
 Data: a seeded synthetic lesion dataset (:mod:`nnunet_se.synthetic`), or real data converted with
 ``nnunet-se-convert`` (``--source DIR --dataset kvasir|busi|isic2018``). Profiles (``--profile``): ``cpu`` (default,
 a few minutes on 2 cores), ``gpu`` (the same study larger, all six modules, 5 folds), ``quick`` (test suite).
-Helpers: :mod:`nnunet_se.demo_runs` (commands), :mod:`nnunet_se.demo_scoring` (Dice, learning curves),
-:mod:`nnunet_se.demo_report` (figures and ``report.md``).
+Helpers: :mod:`nnunet_se.workflow.demo_runs` (commands), :mod:`nnunet_se.workflow.demo_scoring` (Dice, learning curves),
+:mod:`nnunet_se.workflow.demo_report` (figures and ``report.md``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_se.demo_runs import Pipeline
-from nnunet_se.demo_scoring import ModelScores, score_test_set, validation_dice
 from nnunet_se.errors import UserError
+from nnunet_se.workflow.demo_runs import Pipeline
+from nnunet_se.workflow.demo_scoring import ModelScores, score_test_set, validation_dice
 
 DATASET_ID = 999
 DATASET_NAME = "NnunetSeDemo"
@@ -53,7 +53,7 @@ class Profile:
 DEMO_CPU_TRAINERS = ("nnUNetTrainerPaper_demo", "nnUNetTrainerPaperCSE_demo", "nnUNetTrainerPaperMono_demo")
 PROFILES = {
     # 3 trainers x 3 folds x 8 epochs x 10 iterations of batch 16 on 32x32 (docs/demo.md: time budget); the _demo
-    # trainers are the paper trainers at a 10x learning rate (nnunet_se.demo_trainers)
+    # trainers are the paper trainers at a 10x learning rate (nnunet_se.workflow.demo_trainers)
     "cpu": Profile(n_train=60, n_test=10, size=32, radius=(0.15, 0.27), folds=3, epochs=8, iterations=10,
                    device="cpu", bootstrap=200, trainers=DEMO_CPU_TRAINERS),
     # unmeasured on a GPU so far (docs/demo.md): the stock paper trainers, 7 x 5 folds, true epochs of 64x64 images
@@ -198,7 +198,7 @@ def analyse(pipeline: Pipeline, profile: Profile) -> None:
 
 
 def main(argv: list[str], prog: str) -> int:
-    from nnunet_se.demo_report import ReportInputs, module_parameters, write_report
+    from nnunet_se.workflow.demo_report import ReportInputs, module_parameters, write_report
 
     args = build_parser(prog).parse_args(argv)
     profile = check_args(args)

@@ -3,9 +3,9 @@
 ``nnUNetTrainerPaperMono_demo`` is ``nnUNetTrainerPaperMono`` with ``learning_rate = 1e-3`` (paper: 1e-4) and
 ``progress.png`` drawn once at the end instead of every epoch (0.65 s a draw, about 45 s of the CPU demo), nothing
 else changed: same U-Net, modules, loss, optimiser, dev-set rule and checkpoint choice. nnU-Net finds them
-through a one-line shim module that :class:`nnunet_se.demo_runs.Pipeline` writes into the demo's output folder and
-adds to ``nnUNet_extTrainer`` for the demo's commands only, so ``nnunet-se list`` and the user's nnU-Net never see
-them.
+through a one-line shim module that :class:`nnunet_se.workflow.demo_runs.Pipeline` writes into the demo's output
+folder and adds to ``nnUNet_extTrainer`` for the demo's commands only, so ``nnunet-se list`` and the user's
+nU-Net never see them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ LEARNING_RATE = 1e-3
 
 def _demo_variant(base: type[nnUNetTrainerPaper]) -> type[nnUNetTrainerPaper]:
     name = base.__name__ + SUFFIX
-    doc = f"{base.__name__} with learning_rate {LEARNING_RATE:g} (demo only; nnunet_se.demo_trainers)."
+    doc = f"{base.__name__} with learning_rate {LEARNING_RATE:g} (demo only; nnunet_se.workflow.demo_trainers)."
     return type(name, (base,), {"learning_rate": LEARNING_RATE, "progress_plot_every": None, "__module__": __name__,
                                 "__qualname__": name, "__doc__": doc})
 
