@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Sequence
 
+from nnunet_se.cli_options import add_deprecated, add_seed, add_workers
 from nnunet_se.conversion.converter import DatasetRules, Options, conversion_metadata, convert
 from nnunet_se.conversion.safety import os_errors_as_user_errors
 from nnunet_se.conversion.sources import collect_sources
@@ -27,7 +28,6 @@ def _rules(dataset: str) -> DatasetRules:
 
 MAX_SIZE = 8192
 """Largest ``--size``: 8192x8192 RGB is 200 MB per image in memory."""
-MAX_SEED = 2**32 - 1
 
 
 def _size(value: str) -> int | None:
@@ -38,33 +38,32 @@ def _size(value: str) -> int | None:
     return int(value)
 
 
-def _seed(value: str) -> int:
-    if not value.isdigit() or int(value) > MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED} (scikit-learn's seed range)")
+def _dataset_id(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 999:
+        raise argparse.ArgumentTypeError("expected an nnU-Net dataset id, 1-999")
     return int(value)
-
-
-def _default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet-se-convert", description=__doc__.split(":", 1)[1].strip())
     parser.add_argument("dataset", choices=["isic2018", "kvasir", "busi"])
     parser.add_argument("source", nargs="+", help="extracted folder(s) or official archive(s) (zip)")
-    parser.add_argument("--id", type=int, required=True, help="nnU-Net dataset id (1-999)")
+    parser.add_argument("-d", "--dataset-id", type=_dataset_id, required=True, metavar="ID",
+                        help="nnU-Net id of the dataset written (1-999)")
     parser.add_argument("--name", help="dataset name (default: ISIC2018, KvasirSEG, BUSI)")
     parser.add_argument("--size", type=_size, default=224, help="square side in pixels, or 'native' (default 224)")
     parser.add_argument("--splits", choices=SCHEMES, default="paper", help="fold scheme (default paper)")
-    parser.add_argument("--folds", type=int, help="number of folds (default: paper 10, authors 5)")
-    parser.add_argument("--seed", type=_seed, default=42, help="split seed (default 42, the authors' BUSI seed)")
+    parser.add_argument("--n-folds", type=int, metavar="K", help="number of folds (default: paper 10, authors 5)")
+    add_seed(parser, help="split seed (42: the authors' BUSI seed)")
     parser.add_argument("--include-normal", action="store_true", help="BUSI: keep the 'normal' class")
     parser.add_argument("--dedupe", action="store_true", help="drop duplicates (keep one per group)")
-    parser.add_argument("--workers", type=int, default=_default_workers(), help="processes (default: all cores)")
+    add_workers(parser, help="decoding processes")
     parser.add_argument("--raw-dir", default=os.environ.get("nnUNet_raw"), help="default $nnUNet_raw")
     parser.add_argument("--preprocessed-dir", default=os.environ.get("nnUNet_preprocessed"),
                         help="where splits_final.json goes (default $nnUNet_preprocessed)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset with the same id")
+    add_deprecated(parser, "--id", "--dataset-id")
+    add_deprecated(parser, "--folds", "--n-folds")
     return parser
 
 
@@ -72,24 +71,20 @@ def _convert(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     if not args.raw_dir:
         raise UserError("nnUNet_raw is not set: export it or pass --raw-dir")
-    most = max(4, 4 * _default_workers())  # more processes than that only cost memory (one decoded image each)
-    if not 1 <= args.workers <= most:
-        raise UserError(f"--workers {args.workers}: must be 1-{most} (the work is CPU-bound; "
-                        f"{_default_workers()} cores)")
-    if args.splits == "nnunet" and args.folds is not None:
-        raise UserError("--folds has no effect with --splits nnunet (nnU-Net makes 5 folds itself)")
+    if args.splits == "nnunet" and args.n_folds is not None:
+        raise UserError("--n-folds has no effect with --splits nnunet (nnU-Net makes 5 folds itself)")
     if args.splits == "authors":
-        check_authors_options(args.folds, args.seed, args.dedupe, args.include_normal)
+        check_authors_options(args.n_folds, args.seed, args.dedupe, args.include_normal)
     if args.dataset != "busi" and args.include_normal:
         raise UserError("--include-normal only applies to busi")
     rules = _rules(args.dataset)
     options = Options(
         size=args.size, workers=args.workers, include_normal=args.include_normal, dedupe=args.dedupe,
-        scheme=args.splits, folds=args.folds, seed=args.seed,
+        scheme=args.splits, folds=args.n_folds, seed=args.seed,
     )
     files = collect_sources(args.source)
     writer = RawDatasetWriter(
-        args.raw_dir, args.id, rules.default_name if args.name is None else args.name, overwrite=args.overwrite,
+        args.raw_dir, args.dataset_id, rules.default_name if args.name is None else args.name, overwrite=args.overwrite,
         preprocessed_dir=args.preprocessed_dir, metadata=conversion_metadata(rules, options), sources=args.source,
     )
     previous = install_sigterm_handler()

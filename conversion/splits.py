@@ -34,7 +34,7 @@ AUTHORS_DEV_STRATIFIED_FRACTION = 0.2  # BUSI: train_test_split(test_size=0.2, s
 def check_authors_options(folds: int | None, seed: int, dedupe: bool, include_normal: bool) -> None:
     """UserError (one line) for options that cannot give the authors' assignment with ``--splits authors``."""
     if folds is not None and folds != AUTHORS_FOLDS:
-        raise UserError(f"--splits authors uses the authors' {AUTHORS_FOLDS} folds, not --folds {folds}")
+        raise UserError(f"--splits authors uses the authors' {AUTHORS_FOLDS} folds, not --n-folds {folds}")
     if seed != AUTHORS_SEED:
         raise UserError(f"--splits authors uses the authors' seed {AUTHORS_SEED}, not --seed {seed}")
     if dedupe:
@@ -76,7 +76,7 @@ def make_splits(
     labels = group_labels(case_ids, groups)
     n_units = len(set(labels)) if scheme == "paper" else n
     if folds < 2 or folds > n_units:
-        raise UserError(f"--folds {folds}: need 2 <= folds <= {n_units} (independent cases/duplicate groups)")
+        raise UserError(f"--n-folds {folds}: need 2 <= folds <= {n_units} (independent cases/duplicate groups)")
     x = np.zeros((n, 1))
     y = np.asarray(classes) if classes is not None and any(classes) else None
     fold_of = np.full(n, -1)

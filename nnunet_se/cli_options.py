@@ -180,6 +180,19 @@ def _deprecated_action(base: type[argparse.Action], old: str, new: str) -> type[
     return Deprecated
 
 
+def _require_after_parsing(p: argparse.ArgumentParser, target: argparse.Action) -> None:
+    """Make ``p`` fail like argparse's required check (exit 2) when ``target``'s destination is still unset."""
+    parse_known_args = p.parse_known_args
+
+    def checked(args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        parsed, extras = parse_known_args(args, namespace)
+        if getattr(parsed, target.dest, None) is None:
+            p.error(f"the following arguments are required: {'/'.join(target.option_strings)}")
+        return parsed, extras
+
+    p.parse_known_args = checked  # type: ignore[method-assign]
+
+
 def add_deprecated(p: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
     """Accept ``old`` (an option such as ``--id``, or a positional's name) as a hidden alias of the option ``new``
     until release ``DEPRECATED_UNTIL``; each use prints one line ``<prog>: warning: <old> is deprecated, use <new>``
@@ -192,6 +205,10 @@ def add_deprecated(p: argparse.ArgumentParser, old: str, new: str, **kwargs: Any
     settings: dict[str, Any] = {"type": target.type, "nargs": target.nargs, "choices": target.choices,
                                 "metavar": target.metavar, **kwargs}
     action = _deprecated_action(type(target), old, new)
+    if target.required:  # either spelling satisfies it: argparse's own check would demand the new one
+        target.required = False
+        target.help = f"{target.help} (required)"
+        _require_after_parsing(p, target)
     if old.startswith("-"):
         p.add_argument(old, dest=target.dest, action=action, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
                        **settings)

@@ -59,7 +59,7 @@ def test_paper_scheme_is_grouped_seeded_and_complete(classes: list[str] | None) 
 
 
 def test_too_many_folds_is_a_user_error() -> None:
-    with pytest.raises(UserError, match="--folds 5"):
+    with pytest.raises(UserError, match="--n-folds 5"):
         make_splits(IDS[:6], None, [IDS[:3]], "paper", 5, 0)
 
 
