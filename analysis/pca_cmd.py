@@ -24,12 +24,12 @@ from nnunet_se.analysis.thresholds import (
     cumulative_ratio,
     spectrum,
 )
+from nnunet_se.cli_options import add_output, add_seed
 from nnunet_se.errors import UserError
 
 logger = logging.getLogger(__name__)
 COMMAND = "nnunet-se-analyze pca"
 MAX_BOOT = 100_000  # resamples; each recomputes one SVD per depth
-MAX_SEED = 2**32 - 1  # numpy SeedSequence takes any non-negative int; 32 bits keep the outputs portable
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -47,8 +47,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000,
                    help=f"bootstrap resamples over cases, 0..{MAX_BOOT} (0 = none; default 1000)")
     p.add_argument("--ci", type=float, default=0.95, help="confidence level of the percentile interval")
-    p.add_argument("--seed", type=int, default=0, help=f"bootstrap seed, 0..{MAX_SEED} (recorded in the output)")
-    p.add_argument("-o", "--output", type=Path, default=Path("excitation_pca"), help="output folder")
+    add_seed(p, help="bootstrap seed (recorded in the output)")
+    add_output(p, "folder", default="excitation_pca")
     return p
 
 
@@ -96,8 +96,6 @@ def main(argv: list[str], prog: str) -> int:
         raise UserError(f"--n-boot must lie in 0..{MAX_BOOT}, got {args.n_boot}")
     if not 0.0 < args.ci < 1.0:
         raise UserError(f"--ci must lie in (0, 1), got {args.ci}")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise UserError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
     inputs = input_paths(args.files)
     check_output_folder(args.output, COMMAND, inputs)
     convention = convention_from_args(args)

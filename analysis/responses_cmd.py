@@ -10,6 +10,7 @@ from nnunet_se.analysis.outputs import check_output_folder, staged_output
 from nnunet_se.analysis.plots import plot_ivi_dice, plot_responses
 from nnunet_se.analysis.responses import attach_dice, channel_rows, correlations, read_dice_folds, variability_rows
 from nnunet_se.analysis.tabular import write_csv, write_json
+from nnunet_se.cli_options import add_output
 from nnunet_se.errors import UserError
 
 COMMAND = "nnunet-se-analyze responses"
@@ -20,7 +21,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, help="excitation .npz files (JSON sidecar optional)")
     p.add_argument("--dice", type=Path, help="JSON written by `nnunet-se-analyze table --format json`: adds a "
                                              "scatter of the variability index against each fold's Dice")
-    p.add_argument("-o", "--output", type=Path, default=Path("excitation_responses"), help="output folder")
+    add_output(p, "folder", default="excitation_responses")
     return p
 
 

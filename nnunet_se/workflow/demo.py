@@ -3,7 +3,7 @@
 Everything runs with nnU-Net's and the plugin's own commands (subprocesses, logged per stage under
 ``<out>/logs/``) in private nnU-Net folders inside ``<out>``, so the user's own nnU-Net folders are never touched.
 Data: a seeded synthetic lesion dataset (:mod:`nnunet_se.synthetic`), or real data converted with
-``nnunet-se-convert`` (``--source DIR --dataset kvasir|busi|isic2018``). Profiles (``--profile``): ``cpu`` (default,
+``nnunet-se-convert`` (``--source DIR --source-kind kvasir|busi|isic2018``). Profiles (``--profile``): ``cpu`` (default,
 a few minutes on 2 cores), ``gpu`` (the same study larger, all six modules, 5 folds), ``quick`` (test suite).
 Helpers: :mod:`nnunet_se.workflow.demo_runs` (commands), :mod:`nnunet_se.workflow.demo_scoring` (Dice, learning curves),
 :mod:`nnunet_se.workflow.demo_report` (figures and ``report.md``).
@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_se.cli_options import add_deprecated, add_device, add_output, add_seed
 from nnunet_se.errors import UserError
 from nnunet_se.workflow.demo_runs import Pipeline
 from nnunet_se.workflow.demo_scoring import ModelScores, score_test_set, validation_dice
@@ -70,7 +71,7 @@ def check_output(out: Path) -> None:
         if not out.is_dir():
             raise UserError(f"{out}: exists and is not a folder")
         if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise UserError(f"{out}: exists and is not a demo output; choose another --out or remove it")
+            raise UserError(f"{out}: exists and is not a demo output; choose another -o/--output or remove it")
 
 
 def prepare_output(out: Path) -> None:
@@ -83,26 +84,28 @@ def prepare_output(out: Path) -> None:
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
-    parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default: %(default)s)")
+    add_output(parser, "folder", default="demo_output", help="everything the demo writes, report.md included")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu",
                         help="cpu (default): 3 trainers x 3 folds on 32x32 images, about 5 minutes on 2 cores; "
                              "gpu: 7 trainers x 5 folds on 64x64 images; quick: test-suite smoke size")
     parser.add_argument("--source", type=Path, help="real data to convert instead of the synthetic set")
-    parser.add_argument("--dataset", choices=SOURCES, help="which converter reads --source")
+    parser.add_argument("--source-kind", choices=SOURCES, help="which converter reads --source")
     parser.add_argument("--epochs", type=int, help="training epochs per fold (default: the profile's)")
     parser.add_argument("--iterations", type=int, help="train and dev iterations per epoch (default: the profile's)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: the profile's")
-    parser.add_argument("--seed", type=int, default=20261123, help="data, split and training seed")
+    add_device(parser, help="torch device (default: the profile's)")
+    add_seed(parser, help="data, split and training seed")
+    add_deprecated(parser, "--out", "--output")
+    add_deprecated(parser, "--dataset", "--source-kind")
     return parser
 
 
 def check_args(args: argparse.Namespace) -> Profile:
     """The profile with the command-line overrides; bad combinations are one-line errors."""
-    if (args.source is None) != (args.dataset is None):
-        raise UserError("--source and --dataset go together (e.g. --source ~/Kvasir-SEG --dataset kvasir)")
+    if (args.source is None) != (args.source_kind is None):
+        raise UserError("--source and --source-kind go together (e.g. --source ~/Kvasir-SEG --source-kind kvasir)")
     if args.source is not None and not args.source.exists():
         raise UserError(f"{args.source}: no such file or folder (--source)")
-    check_output(args.out)
+    check_output(args.output)
     profile = PROFILES[args.profile]
     for name in ("epochs", "iterations"):
         value = getattr(args, name)
@@ -117,7 +120,7 @@ def check_args(args: argparse.Namespace) -> Profile:
 
 def make_data(pipeline: Pipeline, profile: Profile, args: argparse.Namespace) -> Path:
     """The raw dataset (synthetic or converted) plus its seeded splits; returns its folder."""
-    with pipeline.stage("data: " + (f"convert {args.dataset} from {args.source}" if args.source else
+    with pipeline.stage("data: " + (f"convert {args.source_kind} from {args.source}" if args.source else
                                     f"synthetic lesions ({profile.n_train}+{profile.n_test} cases, "
                                     f"{profile.size}x{profile.size} RGB)")) as record:
         if args.source is None:
@@ -128,8 +131,8 @@ def make_data(pipeline: Pipeline, profile: Profile, args: argparse.Namespace) ->
             folder = write_synthetic_dataset(pipeline.raw, DATASET_ID, DATASET_NAME, spec, pipeline.preprocessed)
             record.note = f"seed {args.seed}, {profile.folds} class-stratified folds"
             return folder
-        pipeline.run(record, ["nnunet-se-convert", args.dataset, str(args.source.resolve()), "--id", str(DATASET_ID),
-                              "--size", str(profile.size), "--folds", str(profile.folds), "--seed", str(args.seed),
+        pipeline.run(record, ["nnunet-se-convert", args.source_kind, str(args.source.resolve()), "-d", str(DATASET_ID),
+                              "--size", str(profile.size), "--n-folds", str(profile.folds), "--seed", str(args.seed),
                               "--workers", "2", "--raw-dir", str(pipeline.raw),
                               "--preprocessed-dir", str(pipeline.preprocessed)], "data")
         return next(pipeline.raw.glob(f"Dataset{DATASET_ID:03d}_*"))
@@ -174,14 +177,13 @@ def train_and_predict(pipeline: Pipeline, profile: Profile, raw_folder: Path, tr
 def analyse(pipeline: Pipeline, profile: Profile) -> None:
     """Excitations of every gated trainer, then ``pca``, ``table`` (md + json) and ``responses`` into ``analysis/``."""
     analysis = pipeline.out / "analysis"
-    folds = [str(f) for f in range(profile.folds)]
     files: list[Path] = []
     with pipeline.stage("capture excitations of the held-out cases (nnunet-se-analyze excitations)") as record:
         for trainer in profile.trainers[1:]:  # the first is the plain U-Net: no gates
             target = analysis / "excitations" / trainer
-            pipeline.run(record, ["nnunet-se-analyze", "excitations", str(DATASET_ID), "-tr", trainer, "-p", PLANS,
-                                  "-c", CONFIGURATION, "-f", *folds, "--cases", "val", "--device", pipeline.device,
-                                  "-o", str(target)], "excitations")
+            pipeline.run(record, ["nnunet-se-analyze", "excitations", "-d", str(DATASET_ID), "-tr", trainer, "-p",
+                                  PLANS, "-c", CONFIGURATION, "-f", "all", "--cases", "val", "--device",
+                                  pipeline.device, "-o", str(target)], "excitations")
             files += sorted(target.glob("*.npz"))
         record.note = f"{len(files)} excitation files (each fold's model on its own held-out cases)"
     with pipeline.stage("linear excitation thresholds (nnunet-se-analyze pca)") as record:
@@ -202,7 +204,7 @@ def main(argv: list[str], prog: str) -> int:
 
     args = build_parser(prog).parse_args(argv)
     profile = check_args(args)
-    out = args.out.resolve()
+    out = args.output.resolve()
     prepare_output(out)
     pipeline = Pipeline(out, profile.device, args.seed, total_stages=2 + len(profile.trainers) + 1 + 4 + 1)
     start = time.perf_counter()
@@ -212,7 +214,7 @@ def main(argv: list[str], prog: str) -> int:
     modules = module_parameters(pipeline)
     analyse(pipeline, profile)
     with pipeline.stage("report: figures and report.md") as record:
-        inputs = ReportInputs(args.profile, profile, argv, args.source, args.dataset, args.seed, raw_folder, scores,
+        inputs = ReportInputs(args.profile, profile, argv, args.source, args.source_kind, args.seed, raw_folder, scores,
                               modules, time.perf_counter() - start)
         report = write_report(pipeline, inputs)
         record.note = str(report)
