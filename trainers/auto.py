@@ -1,7 +1,8 @@
 """Trainers on nnU-Net's own plans (``2d``/``3d_fullres``, default or ResEnc presets) with one recalibration module
 injected after every encoder stage but the bottleneck; everything else is the stock ``nnUNetTrainer``.
 
-One class per variant; ``*_original`` use the official-paper semantics where they differ from the paper group's
+One class per variant (family ``auto``, tested against the stock ``nnUNetTrainer``); ``*_original`` (family
+``original``, no Table I row) use the official-paper semantics where they differ from the paper group's
 reference (``recalibration_reference.md`` §8; sSE differs only in its initialisation). Mono has one definition;
 its trainer min-maxes per image (``minmax="sample"``), as the paper trainers do (``docs/trainers.md``).
 """
@@ -13,11 +14,13 @@ from nnunet_se.trainers.base import RecalibrationTrainer
 
 class nnUNetTrainerCSE(RecalibrationTrainer):
     recalibration = "cse"
+    table_row = "+cSE"
 
 
 class nnUNetTrainerCSE_original(RecalibrationTrainer):
     recalibration = "cse"
     flavour = "original"
+    family = "original"
 
 
 class nnUNetTrainerSSE(RecalibrationTrainer):
@@ -27,6 +30,7 @@ class nnUNetTrainerSSE(RecalibrationTrainer):
 class nnUNetTrainerSSE_original(RecalibrationTrainer):
     recalibration = "sse"
     flavour = "original"
+    family = "original"
 
 
 class nnUNetTrainerSCSE(RecalibrationTrainer):
@@ -36,24 +40,29 @@ class nnUNetTrainerSCSE(RecalibrationTrainer):
 class nnUNetTrainerSCSE_original(RecalibrationTrainer):
     recalibration = "scse"
     flavour = "original"
+    family = "original"
 
 
 class nnUNetTrainerSRM(RecalibrationTrainer):
     recalibration = "srm"
+    table_row = "+SRM"
 
 
 class nnUNetTrainerSRM_original(RecalibrationTrainer):
     recalibration = "srm"
     flavour = "original"
+    family = "original"
 
 
 class nnUNetTrainerFCA(RecalibrationTrainer):
     recalibration = "fca"
+    table_row = "+FCA"
 
 
 class nnUNetTrainerFCA_original(RecalibrationTrainer):
     recalibration = "fca"
     flavour = "original"
+    family = "original"
 
 
 class nnUNetTrainerMono(RecalibrationTrainer):
@@ -61,6 +70,7 @@ class nnUNetTrainerMono(RecalibrationTrainer):
 
     recalibration = "mono"
     recalibration_options = {"minmax": "sample"}
+    table_row = "+Mono"
 
 
 AUTO_TRAINERS: tuple[type[RecalibrationTrainer], ...] = (

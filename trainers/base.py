@@ -6,7 +6,11 @@ A plugin trainer is a small subclass of :class:`RecalibrationTrainer` that only 
 - ``recalibration``: registry name of :func:`nnunet_se.modules.create_recalibration` (``None``: no module);
 - ``flavour``: ``"paper"`` or ``"original"``; ``recalibration_options``: extra options for the module factory;
 - ``skip_connections``: ``False`` replaces the decoder by :class:`nnunet_se.injection.NoSkipUNetDecoder`;
-- ``family`` / ``network_summary``: shown by ``nnunet-se list``.
+- ``family`` (``"auto"``, ``"original"``, ``"paper"``), ``baseline`` (the trainer it is tested against in the paper's
+  Table I; ``None`` for a baseline) and ``table_row`` (its Table I row: ``"U-Net"``, ``"+cSE"``, ``"+SRM"``,
+  ``"+FCA"``, ``"+Mono"``; ``None`` when the paper has none): read by every consumer through
+  :mod:`nnunet_se.trainer_registry`;
+- ``network_summary``: shown by ``nnunet-se list``.
 
 ``build_network_architecture`` is a classmethod with nnU-Net 2.8.1's signature: nnU-Net calls it on the instance
 during training and on the class (``enable_deep_supervision=False``) in ``nnUNetv2_predict``, so both build the same
@@ -37,6 +41,8 @@ ENV_EPOCHS = "NNUNET_SE_NUM_EPOCHS"
 ENV_ITERATIONS = "NNUNET_SE_NUM_ITERATIONS"
 ENV_SEED = "NNUNET_SE_SEED"
 NNUNET_DEFAULT_DEVICE = torch.device("cuda")  # nnUNetTrainer's own default
+STOCK_TRAINER = nnUNetTrainer.__name__  # nnU-Net's own trainer: baseline of the auto and original families
+STOCK_TABLE_ROW = "U-Net"  # its Table I row (the registry lists it with these facts: it has no plugin class)
 
 
 def env_int(name: str, minimum: int) -> int | None:
@@ -68,6 +74,8 @@ class RecalibrationTrainer(nnUNetTrainer):
     recalibration_options: ClassVar[dict[str, Any]] = {}
     skip_connections: ClassVar[bool] = True
     family: ClassVar[str] = "auto"
+    baseline: ClassVar[str | None] = STOCK_TRAINER
+    table_row: ClassVar[str | None] = None
     env_iterations_cover_validation: ClassVar[bool] = True  # NNUNET_SE_NUM_ITERATIONS also sets val iterations
     network_summary: ClassVar[str] = "nnU-Net plans (PlainConvUNet / ResidualEncoderUNet)"
 

@@ -44,12 +44,15 @@ from nnunet_se.trainers.plateau import LRSchedule, build_plateau_scheduler
 _CUDA = torch.device("cuda")  # nnU-Net's default device
 ES_SPLIT_FILE = "early_stopping_split.json"
 ESRule = Literal["authors", "seeded"]
+PAPER_BASELINE = "nnUNetTrainerPaper"  # the plain paper U-Net: Table I's "U-Net" row, baseline of the paper family
 
 
 class nnUNetTrainerPaper(BestEarlyStoppingCheckpoint, RecalibrationTrainer):
     """Plain U-Net of the paper (no recalibration), trained with the paper's fixed protocol."""
 
     family: ClassVar[str] = "paper"
+    baseline: ClassVar[str | None] = None  # the paper family's own baseline; every variant below is tested against it
+    table_row: ClassVar[str | None] = "U-Net"
     network_summary: ClassVar[str] = "authors' U-Net: 32/64/128/256, ReLU, no norm, max-pool, bilinear up, no DS"
     # network
     features_per_stage: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
@@ -268,30 +271,40 @@ class nnUNetTrainerPaperCSE(nnUNetTrainerPaper):
     """Paper U-Net + cSE after each encoder stage but the bottleneck."""
 
     recalibration = "cse"
+    baseline = PAPER_BASELINE
+    table_row = "+cSE"
 
 
 class nnUNetTrainerPaperSSE(nnUNetTrainerPaper):
     """Paper U-Net + sSE."""
 
     recalibration = "sse"
+    baseline = PAPER_BASELINE
+    table_row = None
 
 
 class nnUNetTrainerPaperSCSE(nnUNetTrainerPaper):
     """Paper U-Net + scSE."""
 
     recalibration = "scse"
+    baseline = PAPER_BASELINE
+    table_row = None
 
 
 class nnUNetTrainerPaperSRM(nnUNetTrainerPaper):
     """Paper U-Net + SRM."""
 
     recalibration = "srm"
+    baseline = PAPER_BASELINE
+    table_row = "+SRM"
 
 
 class nnUNetTrainerPaperFCA(nnUNetTrainerPaper):
     """Paper U-Net + FCA."""
 
     recalibration = "fca"
+    baseline = PAPER_BASELINE
+    table_row = "+FCA"
 
 
 class nnUNetTrainerPaperMono(nnUNetTrainerPaper):
@@ -299,12 +312,15 @@ class nnUNetTrainerPaperMono(nnUNetTrainerPaper):
 
     recalibration = "mono"
     recalibration_options = {"minmax": "sample"}
+    baseline = PAPER_BASELINE
+    table_row = "+Mono"
 
 
 class nnUNetTrainerPaperCSENoSkip(nnUNetTrainerPaperCSE):
     """cSE-NS ablation: paper U-Net + cSE, decoder without skip connections."""
 
     skip_connections = False
+    table_row = None  # Fig. 3's ablation; Table I has no row for it
 
 
 PAPER_TRAINERS: dict[str, type[nnUNetTrainerPaper]] = {
