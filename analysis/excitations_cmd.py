@@ -1,31 +1,50 @@
-"""``nnunet-se-analyze excitations``: capture the gate excitations of trained folds (one .npz + JSON per fold)."""
+"""``nnunet-se-analyze excitations``: capture the gate excitations of trained folds (one .npz + JSON per dataset,
+trainer and fold)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_se.analysis.excitation_io import save_excitations
 from nnunet_se.analysis.outputs import check_output_folder, staged_output
-from nnunet_se.errors import UserError
+from nnunet_se.cli_options import (
+    ALL_FOLDS,
+    add_configuration,
+    add_datasets,
+    add_deprecated,
+    add_device,
+    add_folds,
+    add_output,
+    add_plans,
+    add_trainers,
+)
+from nnunet_se.errors import UserError, shown
 
+logger = logging.getLogger(__name__)
 COMMAND = "nnunet-se-analyze excitations"
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split(":", 1)[1].strip())
-    p.add_argument("dataset", help="dataset id or name (e.g. 601 or Dataset601_KvasirSEG)")
-    p.add_argument("-tr", "--trainer", required=True, help="plugin trainer name, e.g. nnUNetTrainerPaperMono")
-    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    p.add_argument("-c", "--configuration", default="2d", help="configuration (default 2d)")
-    p.add_argument("-f", "--folds", nargs="+", type=int, required=True, help="folds to capture")
+    add_datasets(p, required=True, help="dataset ids or names (e.g. 601 or Dataset601_KvasirSEG); several allowed")
+    add_trainers(p, required=True, families=False, help="trainer class names, e.g. nnUNetTrainerPaperMono; "
+                                                        "several allowed")
+    add_plans(p)
+    add_configuration(p)
+    add_folds(p, required=True, help="folds to capture: 0 1 2, 0-4, 0-4,7 or all (every fold of the dataset's "
+                                     "splits_final.json)")
     p.add_argument("--checkpoint", choices=("best", "final"), default="best",
                    help="checkpoint_best.pth (default) or checkpoint_final.pth")
     p.add_argument("--cases", default="val",
                    help="val (the fold's held-out cases, default), train, all, or a folder of raw images "
                         "(<case>_0000.<ending>)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
-    p.add_argument("-o", "--output", type=Path, default=Path("excitations"), help="output folder")
+    add_device(p, help="torch device (default: cuda when available, else cpu)")
+    add_output(p, "folder", default="excitations", help="one .npz + .json per dataset, trainer and fold")
+    add_deprecated(p, "DATASET", "--datasets")
+    add_deprecated(p, "--trainer", "--trainers")
     return p
 
 
@@ -33,10 +52,66 @@ def output_stem(dataset: str, trainer: str, plans: str, configuration: str, fold
     return f"{dataset}__{trainer}__{plans}__{configuration}__fold_{fold}"
 
 
+@dataclass(frozen=True)
+class Capture:
+    """One fold to capture: ``model_dir/fold_<fold>/checkpoint_<checkpoint>.pth`` of ``dataset`` and ``trainer``."""
+
+    dataset: str
+    trainer: str
+    model_dir: Path
+    fold: int
+
+
+def resolve_folds(folds: list[int] | str, dataset: str) -> list[int]:
+    """``folds``, or for ``all`` every fold of ``dataset``'s splits_final.json (nnU-Net's 0-4 without one)."""
+    if folds != ALL_FOLDS:
+        return list(folds)
+    from nnunetv2 import paths
+
+    from nnunet_se.workflow.matrix import Dataset, dataset_folds
+
+    roots = {name: Path(str(value)) if (value := getattr(paths, name, None)) else None
+             for name in ("nnUNet_preprocessed", "nnUNet_raw")}
+    split = dataset_folds(roots, Dataset(int(dataset[7:10]), dataset))
+    if split.warning:
+        logger.warning("-f all: %s", split.warning)
+    return split.folds
+
+
+def plan_captures(args: argparse.Namespace) -> list[Capture]:
+    """Every (dataset, trainer, fold) of the command line, after checking that its checkpoint exists."""
+    from nnunetv2.paths import nnUNet_results
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+    from nnunet_se.trainer_registry import check_trainer
+
+    trainers = [check_trainer(name, families=False) for name in dict.fromkeys(args.trainers)]
+    if not nnUNet_results:
+        raise UserError("nnUNet_results is not set: it must point to the folder with the trained models")
+    captures = []
+    for token in dict.fromkeys(args.datasets):
+        try:
+            dataset = maybe_convert_to_dataset_name(token)
+        except (RuntimeError, ValueError) as exc:
+            raise UserError(f"-d {shown(token)}: {str(exc).splitlines()[0]}") from exc
+        folds = resolve_folds(args.folds, dataset)
+        for trainer in trainers:
+            model_dir = Path(get_output_folder(dataset, trainer, args.plans, args.configuration))
+            if not model_dir.is_dir():
+                raise UserError(f"{model_dir}: no trained model folder for {trainer} / {args.plans} / "
+                                f"{args.configuration}")
+            for fold in folds:
+                ckpt = model_dir / f"fold_{fold}" / f"checkpoint_{args.checkpoint}.pth"
+                if not ckpt.is_file():
+                    raise UserError(f"{ckpt}: checkpoint not found (is fold {fold} trained? try --checkpoint "
+                                    "final|best)")
+                captures.append(Capture(dataset, trainer, model_dir, fold))
+    return captures
+
+
 def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
-    if min(args.folds) < 0:
-        raise UserError(f"-f: folds must be >= 0, got {min(args.folds)}")
     import torch
 
     from nnunet_se.analysis.excitations import (
@@ -53,25 +128,10 @@ def main(argv: list[str], prog: str) -> int:
         raise UserError("--device cuda: no CUDA device available")
     ensure_trainer_discovery()
     from nnunetv2.paths import nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    from nnunetv2.utilities.file_path_utilities import get_output_folder
 
     from nnunet_se.injection import recalibration_paths
 
-    if not nnUNet_results:
-        raise UserError("nnUNet_results is not set: it must point to the folder with the trained models")
-    try:
-        dataset = maybe_convert_to_dataset_name(args.dataset)
-    except (RuntimeError, ValueError) as exc:
-        raise UserError(f"dataset {args.dataset!r}: {str(exc).splitlines()[0]}") from exc
-    model_dir = Path(get_output_folder(dataset, args.trainer, args.plans, args.configuration))
-    if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: no trained model folder for {args.trainer} / {args.plans} / "
-                        f"{args.configuration}")
-    for fold in args.folds:  # fail before any work when a fold is not there
-        ckpt = model_dir / f"fold_{fold}" / f"checkpoint_{args.checkpoint}.pth"
-        if not ckpt.is_file():
-            raise UserError(f"{ckpt}: checkpoint not found (is fold {fold} trained? try --checkpoint final|best)")
+    captures = plan_captures(args)  # fail before any work when a fold is not there
     inputs = [Path(str(nnUNet_results))]  # the output must never contain what is read
     if args.cases in CASE_SETS:
         inputs.append(preprocessed_root())
@@ -79,20 +139,22 @@ def main(argv: list[str], prog: str) -> int:
         inputs.append(Path(args.cases))
     else:
         raise UserError(f"--cases {args.cases!r}: must be val, train, all or a folder of images")
-    identity = {"dataset": dataset, "trainer": args.trainer, "plans": args.plans,
-                "configuration": args.configuration, "folds": sorted(set(args.folds))}
+    identity = {"dataset": ", ".join(dict.fromkeys(c.dataset for c in captures)),
+                "trainer": ", ".join(dict.fromkeys(c.trainer for c in captures)), "plans": args.plans,
+                "configuration": args.configuration, "folds": sorted({c.fold for c in captures})}
     check_output_folder(args.output, COMMAND, inputs, identity)
-    trainer_cls = _plugin_trainer(args.trainer)
     report = []
     with staged_output(args.output, COMMAND, inputs, identity) as tmp:
-        for fold in args.folds:
-            predictor = load_predictor(model_dir, fold, args.checkpoint, device)
+        for capture in captures:
+            dataset, trainer, fold = capture.dataset, capture.trainer, capture.fold
+            trainer_cls = _plugin_trainer(trainer)
+            predictor = load_predictor(capture.model_dir, fold, args.checkpoint, device)
             paths = recalibration_paths(predictor.network)
             if not paths:
-                raise UserError(f"{model_dir}: {args.trainer} has no recalibration modules to capture")
+                raise UserError(f"{capture.model_dir}: {trainer} has no recalibration modules to capture")
             stream, gate_names = capture_fold(predictor, paths, dataset, fold, args.cases)
             meta = {
-                "dataset": dataset, "trainer": args.trainer, "plans": args.plans,
+                "dataset": dataset, "trainer": trainer, "plans": args.plans,
                 "configuration": args.configuration, "fold": fold, "checkpoint": args.checkpoint,
                 "module": getattr(trainer_cls, "recalibration", None),
                 "flavour": getattr(trainer_cls, "flavour", None),
@@ -109,7 +171,7 @@ def main(argv: list[str], prog: str) -> int:
                 "tile_rule": "a case's vector is the unweighted mean of its sliding-window tiles' gate vectors",
                 "device": str(device), "versions": versions(),
             }
-            stem = output_stem(dataset, args.trainer, args.plans, args.configuration, fold)
+            stem = output_stem(dataset, trainer, args.plans, args.configuration, fold)
             arrays = stream.arrays()
             save_excitations(tmp / f"{stem}.npz", arrays, stream.case_ids, meta)
             shapes = ", ".join(f"l={d}: {a.shape[0]}x{a.shape[1]}" for d, a in arrays.items())
