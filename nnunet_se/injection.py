@@ -14,6 +14,8 @@ the one feature map it writes.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -71,13 +73,22 @@ def _stage_container(encoder: nn.Module, stage: int) -> nn.Sequential:
 
 
 def _stage_feature_sizes(encoder: nn.Module, patch_size: Sequence[int] | None) -> list[tuple[int, ...] | None]:
-    """Spatial size of every stage's output for an input of ``patch_size`` (voxels), or ``None`` per stage."""
+    """Spatial size of every stage's output for an input of ``patch_size`` (voxels), or ``None`` per stage.
+
+    Observed with forward hooks on a weightless (meta-device) copy of the encoder, so it is exact for every kernel,
+    stride and pooling choice: ``size // stride`` is wrong for odd sizes (a stride-2 conv with same padding gives
+    ``ceil(size / 2)``). The copy shares no storage with ``encoder`` and costs no weight memory.
+    """
     if patch_size is None:
         return [None] * len(encoder.stages)
-    sizes, size = [], [int(p) for p in patch_size]
-    for stride in encoder.strides:
-        size = [i // int(s) for i, s in zip(size, stride, strict=True)]
-        sizes.append(tuple(size))
+    tensors = itertools.chain(encoder.parameters(), encoder.buffers())
+    meta = copy.deepcopy(encoder, {id(t): torch.empty_like(t, device="meta") for t in tensors})
+    sizes: list[tuple[int, ...]] = []
+    for stage in meta.stages:
+        stage.register_forward_hook(lambda module, args, out: sizes.append(tuple(out.shape[2:])))
+    first_conv = next(m for m in meta.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    with torch.no_grad():
+        meta(torch.empty(1, first_conv.in_channels, *(int(p) for p in patch_size), device="meta"))
     return sizes
 
 

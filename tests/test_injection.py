@@ -49,11 +49,17 @@ def n_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-def stage_sizes(patch: tuple[int, ...]) -> list[tuple[int, ...]]:
-    sizes, size = [], patch
-    for s in STRIDES:
-        size = tuple(i // s for i in size)
-        sizes.append(size)
+def observed_stage_sizes(net: nn.Module, patch: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Spatial output size of every encoder stage, recorded by forward hooks during a real forward pass."""
+    sizes: list[tuple[int, ...]] = []
+    handles = [
+        stage.register_forward_hook(lambda m, args, out: sizes.append(tuple(out.shape[2:])))
+        for stage in net.encoder.stages
+    ]
+    with torch.no_grad():
+        net.encoder(torch.zeros(1, 3, *patch))
+    for handle in handles:
+        handle.remove()
     return sizes
 
 
@@ -65,6 +71,7 @@ def test_inject_by_name(name: str, arch: str, dims: int) -> None:
     torch.manual_seed(0)
     patch = (32, 32) if dims == 2 else (16, 16, 16)
     net = small_unet(arch, dims)
+    sizes = observed_stage_sizes(net, patch)
     keys_before = set(net.state_dict())
     params_before = n_params(net)
     fmap_before = net.compute_conv_feature_map_size(patch)
@@ -79,7 +86,7 @@ def test_inject_by_name(name: str, arch: str, dims: int) -> None:
     expected_delta = sum(parameter_count(name, c, dims) for c in FEATURES[:-1])
     assert n_params(net) - params_before == expected_delta
     assert keys_before <= set(net.state_dict())  # existing weights keep their keys
-    sizes = stage_sizes(patch)
+    # d-n-a's VRAM estimate halves sizes with //, exact for these even patches: each slot adds C x its stage's map
     expected_fmap = sum(int(np.prod([c, *sizes[s]])) for s, c in enumerate(FEATURES[:-1]))
     assert net.compute_conv_feature_map_size(patch) - fmap_before == expected_fmap
 
@@ -92,7 +99,21 @@ def test_inject_by_name(name: str, arch: str, dims: int) -> None:
         assert net(x).shape == (2, 2, *patch)
 
 
-def test_modules_receive_stage_feature_size(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("arch", "patch"),
+    [
+        ("plain", (48, 40)),
+        ("resenc", (48, 40)),
+        ("resenc", (16, 24, 20)),
+        # odd sizes: a stride-2 conv with same padding gives ceil(size / 2), not size // 2 (d-n-a's residual
+        # blocks cannot run odd sizes at all: their pooled skip path floors while the strided conv rounds up)
+        ("plain", (33, 45)),
+        ("plain", (17, 9, 13)),
+    ],
+)
+def test_modules_receive_stage_feature_size(monkeypatch: pytest.MonkeyPatch, arch: str, patch: tuple) -> None:
+    """Each module is built for the spatial size that forward hooks observe at its stage's output, and the FCA
+    filters match the maps the module then sees (no adaptive pooling in training)."""
     calls = []
     real = modules_package.create_recalibration
 
@@ -101,11 +122,20 @@ def test_modules_receive_stage_feature_size(monkeypatch: pytest.MonkeyPatch) -> 
         return real(*args, **kwargs)
 
     monkeypatch.setattr(modules_package, "create_recalibration", spy)
-    inject_recalibration(small_unet("plain", 2), "fca", "original", patch_size=(48, 40))
+    net = small_unet(arch, len(patch))
+    observed = observed_stage_sizes(net, patch)
+    if any(p % 2 for p in patch):  # the case distinguishes the exact size from size // stride
+        assert observed[1] != tuple(p // 2 for p in patch)
+    paths = inject_recalibration(net, "fca", "original", patch_size=patch)
     assert [(a, k["feature_size"]) for a, k in calls] == [
-        (("fca", 16, 2, "original"), (48, 40)),
-        (("fca", 32, 2, "original"), (24, 20)),
+        (("fca", c, len(patch), "original"), size) for c, size in zip(FEATURES[:-1], observed, strict=False)
     ]
+    seen: list[tuple[int, ...]] = []
+    for path in paths:
+        net.get_submodule(path).register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[2:])))
+    with torch.no_grad():
+        net.encoder(torch.zeros(1, 3, *patch))
+    assert seen == observed[:-1] == [net.get_submodule(path).dct_size for path in paths]
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -172,6 +202,7 @@ def test_no_skip_decoder_ignores_skips(arch: str, dims: int) -> None:
     torch.manual_seed(0)
     patch = (32, 32) if dims == 2 else (16, 16, 16)
     net = small_unet(arch, dims)
+    sizes = observed_stage_sizes(net, patch)
     inject_recalibration(net, "cse")
     params_before = n_params(net)
     remove_skip_connections(net)
@@ -187,7 +218,7 @@ def test_no_skip_decoder_ignores_skips(arch: str, dims: int) -> None:
         noisy_skips = [torch.randn_like(s) * 10 for s in skips[:-1]] + [skips[-1]]
         out_noisy = net.decoder(noisy_skips)
         out_new_bottleneck = net.decoder(skips[:-1] + [torch.randn_like(skips[-1])])
-    assert [tuple(o.shape) for o in out] == [(2, 2, *patch), (2, 2, *stage_sizes(patch)[1])]
+    assert [tuple(o.shape) for o in out] == [(2, 2, *patch), (2, 2, *sizes[1])]
     for a, b in zip(out, out_noisy, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.allclose(out[0], out_new_bottleneck[0])
