@@ -1,8 +1,14 @@
-"""Table I of the paper (Dice %, mean +- std over folds, mark vs U-Net) and how our names map onto it."""
+"""Table I of the paper (Dice %, mean +- std over folds, mark vs U-Net) and how our names map onto it.
+
+Datasets map by name (ISIC, Kvasir, BUSI); trainers by their ``table_row`` class attribute, read through
+:func:`nnunet_se.trainer_registry.table_row_of` (the first call imports the trainers, about 4 s).
+"""
 
 from __future__ import annotations
 
 import re
+
+from nnunet_se.trainer_registry import table_row_of
 
 # paper dataset -> paper model -> (mean %, std %, mark)
 TABLE_I: dict[str, dict[str, tuple[float, float, str]]] = {
@@ -16,7 +22,6 @@ TABLE_I: dict[str, dict[str, tuple[float, float, str]]] = {
 
 _DATASET_PATTERNS = (("ISIC18", re.compile("isic", re.I)), ("Kvasir-SEG", re.compile("kvasir", re.I)),
                      ("BUSI", re.compile("busi", re.I)))
-_MODELS = {"": "U-Net", "CSE": "+cSE", "SRM": "+SRM", "FCA": "+FCA", "Mono": "+Mono"}
 
 
 def paper_dataset(dataset: str) -> str | None:
@@ -24,12 +29,8 @@ def paper_dataset(dataset: str) -> str | None:
     return next((name for name, pattern in _DATASET_PATTERNS if pattern.search(dataset)), None)
 
 
-def paper_model(trainer: str) -> str | None:
-    """The paper's row for a trainer: nnUNetTrainer[Paper]{,CSE,SRM,FCA,Mono}; others (sSE, _original...) None."""
-    match = re.fullmatch(r"nnUNetTrainer(?:Paper)?(.*)", trainer)
-    return _MODELS.get(match.group(1)) if match else None
-
-
 def paper_value(dataset: str, trainer: str) -> tuple[float, float, str] | None:
-    column, row = paper_dataset(dataset), paper_model(trainer)
+    """Table I's (mean %, std %, mark) for an nnU-Net dataset name and a trainer name, or None if it has none."""
+    column = paper_dataset(dataset)
+    row = table_row_of(trainer) if column else None
     return TABLE_I[column][row] if column and row else None

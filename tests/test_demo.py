@@ -83,7 +83,7 @@ def test_demo_trainers_differ_from_the_paper_trainers_only_in_learning_rate_and_
     for name, cls in DEMO_TRAINERS.items():
         base = PAPER_TRAINERS[name.removesuffix("_demo")]
         assert cls.__bases__ == (base,)
-        assert {k for k in vars(cls) if not k.startswith("__")} == {"learning_rate", "progress_plot_every"}
+        assert {k for k in vars(cls) if not k.startswith("__")} == {"learning_rate", "progress_plot_every", "baseline"}
         assert cls.learning_rate == 10 * base.learning_rate == pytest.approx(1e-3)
         assert base.progress_plot_every == 1 and cls.progress_plot_every is None  # progress.png at the end only
         assert pickle.loads(pickle.dumps(cls)) is cls  # nnU-Net's lookup and worker processes find it by name

@@ -176,10 +176,13 @@ def train_and_predict(pipeline: Pipeline, profile: Profile, raw_folder: Path, tr
 
 def analyse(pipeline: Pipeline, profile: Profile) -> None:
     """Excitations of every gated trainer, then ``pca``, ``table`` (md + json) and ``responses`` into ``analysis/``."""
+    from nnunet_se.workflow.demo_trainers import common_baseline, demo_infos  # the trainer registry's facts
+
     analysis = pipeline.out / "analysis"
     files: list[Path] = []
     with pipeline.stage("capture excitations of the held-out cases (nnunet-se-analyze excitations)") as record:
-        for trainer in profile.trainers[1:]:  # the first is the plain U-Net: no gates
+        infos = demo_infos(profile.trainers)
+        for trainer in (t for t in profile.trainers if infos[t].recalibration):  # a plain U-Net has no gates
             target = analysis / "excitations" / trainer
             pipeline.run(record, ["nnunet-se-analyze", "excitations", "-d", str(DATASET_ID), "-tr", trainer, "-p",
                                   PLANS, "-c", CONFIGURATION, "-f", "all", "--cases", "val", "--device",
@@ -190,9 +193,10 @@ def analyse(pipeline: Pipeline, profile: Profile) -> None:
         pipeline.run(record, ["nnunet-se-analyze", "pca", *map(str, files), "--n-boot", str(profile.bootstrap),
                               "--seed", str(pipeline.seed), "-o", str(analysis / "pca")], "pca")
     with pipeline.stage("Table I (nnunet-se-analyze table)") as record:
+        baseline = common_baseline(profile.trainers)
         for fmt, name in (("md", "table.md"), ("json", "table.json")):
             pipeline.run(record, ["nnunet-se-analyze", "table", "-d", str(DATASET_ID), "--n-folds", str(profile.folds),
-                                  "--baseline", profile.trainers[0], "--format", fmt, "-o", str(analysis / name)],
+                                  "--baseline", baseline, "--format", fmt, "-o", str(analysis / name)],
                          "table")
     with pipeline.stage("excitation responses (nnunet-se-analyze responses)") as record:
         pipeline.run(record, ["nnunet-se-analyze", "responses", *map(str, files), "--dice",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-TRAINER_COLUMNS = ("trainer", "family", "module", "flavour", "network")
+TRAINER_COLUMNS = ("trainer", "family", "baseline", "Table I row", "module", "flavour", "network")
 MODULE_COLUMNS = ("module", "params C=64 paper", "params C=64 original", "what it is")
 MODULE_TITLES = {
     "cse": "channel squeeze-and-excitation (Hu et al.; Roy et al.'s cSE)",
@@ -27,15 +27,15 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
 
 
 def trainer_rows() -> list[tuple[str, ...]]:
-    """One row per plugin trainer: name, family (auto/paper), module (or -), flavour, network."""
-    from nnunet_se.trainers import ALL_TRAINERS
+    """One row per ``-tr`` name of the trainer registry: name, family, baseline, Table I row, module (or -),
+    flavour, network."""
+    from nnunet_se.trainer_registry import trainer_infos
 
     rows = []
-    for name, cls in ALL_TRAINERS.items():
-        module = cls.recalibration or "-"
-        if not cls.skip_connections:
-            module += " (no skips)"
-        rows.append((name, cls.family, module, cls.flavour if cls.recalibration else "-", cls.network_summary))
+    for info in trainer_infos().values():
+        module = (info.recalibration or "-") + ("" if info.skip_connections else " (no skips)")
+        rows.append((info.name, info.family, info.baseline or "-", info.table_row or "-", module, info.flavour,
+                     info.network))
     return rows
 
 
