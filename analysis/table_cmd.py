@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from nnunet_se.analysis.outputs import check_output_file, write_text_atomic
-from nnunet_se.analysis.results import FoldResult, scan_results
 from nnunet_se.analysis.stats import ALTERNATIVES
 from nnunet_se.analysis.tables import BASELINES, build_table, entry_rows, render_latex, render_markdown
 from nnunet_se.analysis.tabular import csv_text, json_text
 from nnunet_se.errors import UserError
+from nnunet_se.results import FoldResult, scan_results
 
 FORMATS = ("md", "latex", "csv", "json")
 
@@ -144,7 +144,8 @@ def _structured(entries: list, results: list[FoldResult], ratio: float, fmt: str
     if fmt == "csv":
         return csv_text(entry_rows(entries))
     folds = [{"dataset": r.dataset, "model": r.model, "trainer": r.trainer, "plans": r.plans,
-              "configuration": r.configuration, "fold": r.fold, "finished": r.finished,
+              "configuration": r.configuration, "fold": r.fold, "state": r.state.value,
+              "finished": r.finished,
               "dice": r.dice * 100.0, "n_cases": len(r.per_case), "n_empty_excluded": r.n_empty,
               "n_empty_reference": r.n_empty_reference} for r in results]
     settings = {"dice_unit": "%", "std_ddof": 1, "nadeau_bengio_test_train_ratio": ratio,

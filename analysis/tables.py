@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from nnunet_se.analysis.paper_values import paper_value
-from nnunet_se.analysis.results import FoldResult
 from nnunet_se.analysis.stats import holm, nadeau_bengio, paired_ttest, significance_mark, wilcoxon
+from nnunet_se.results import FoldResult, FoldState
 
 
 @dataclass
@@ -100,8 +100,8 @@ def build_table(
                 n_cases=sum(len(r.per_case) for r in done.values()),
                 n_empty_reference=sum(r.n_empty_reference for r in done.values()),
                 n_empty_excluded=sum(r.n_empty for r in done.values()),
-                unfinished_folds=sorted(f for f, r in folds.items() if not r.finished),
-                missing_folds=sorted(set(expected) - set(folds)),
+                unfinished_folds=sorted(f for f, r in folds.items() if r.state is FoldState.RUNNING),
+                missing_folds=sorted(set(expected) - {f for f, r in folds.items() if r.state is not FoldState.MISSING}),
                 paper=paper_value(dataset, model.split("__")[0]) if compare_paper else None,
                 alternative=alternative,
             )

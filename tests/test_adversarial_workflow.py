@@ -162,7 +162,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_fold(roots["nnUNet_results"], TEN, PAPER, 0, ("checkpoint_final.pth",)).joinpath(
         "validation").mkdir()
     (roots["nnUNet_results"] / TEN / f"{PAPER}__nnUNetPlans__2d" / "fold_0" / "validation" / "summary.json").write_text(
-        '{"foreground_mean": {"Dice": Infinity}}')
+        '{"foreground_mean": {"Dice": Infinity}, "metric_per_case": []}')
     work = tmp_path / "work"
     work.mkdir()
     (work / "afile").write_text("not a folder")

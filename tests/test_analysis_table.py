@@ -21,9 +21,9 @@ from PIL import Image
 from scipy import stats
 
 from nnunet_se.analysis import cli
-from nnunet_se.analysis.results import scan_results
 from nnunet_se.analysis.stats import holm
 from nnunet_se.analysis.tables import build_table
+from nnunet_se.results import scan_results
 
 DATASET = "Dataset901_KvasirFake"
 PLANS_CONFIG = "nnUNetPlans__2d"
@@ -72,7 +72,8 @@ def results_root(tmp_path_factory) -> Path:
             for fold in finished + unfinished:
                 fold_dir = root / DATASET / f"{trainer}__{PLANS_CONFIG}" / f"fold_{fold}"
                 (fold_dir / "validation").mkdir(parents=True)
-                if fold in unfinished:
+                if fold in unfinished:  # training interrupted: only a resumable checkpoint
+                    (fold_dir / "checkpoint_latest.pth").write_bytes(b"checkpoint")
                     continue
                 for case in range(fold * CASES_PER_FOLD, (fold + 1) * CASES_PER_FOLD):
                     pred = _prediction(_reference(case), flips, rng, t_index)

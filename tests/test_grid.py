@@ -24,11 +24,9 @@ from nnunet_se.workflow.matrix import (
     KNOWN_TRAINERS,
     TRAINER_FAMILIES,
     Dataset,
-    State,
     build_manifest,
     check_trainer,
     expand_trainers,
-    fold_state,
     parse_folds,
     resolve_datasets,
 )
@@ -39,14 +37,17 @@ TRAINED = "nnUNetTrainerPaper"
 
 def write_fold(results: Path, dataset: str, trainer: str, fold: int, files: tuple[str, ...], dice: float = 0.8,
                plans: str = "nnUNetPlans", configuration: str = "2d") -> Path:
-    """A ``fold_k`` folder of nnU-Net's results layout holding ``files`` (``validation/summary.json`` gets Dice)."""
+    """A ``fold_k`` folder of nnU-Net's results layout holding ``files`` (``validation/summary.json``: fold Dice
+    ``dice``, one case with that Dice)."""
     folder = results / dataset / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
     folder.mkdir(parents=True, exist_ok=True)
     for name in files:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if name.endswith("summary.json"):
-            path.write_text(json.dumps({"foreground_mean": {"Dice": dice}, "mean": {"1": {"Dice": dice}}}))
+            case = {"reference_file": "case_0.png", "metrics": {"1": {"Dice": dice, "n_ref": 10}}}
+            path.write_text(json.dumps({"foreground_mean": {"Dice": dice}, "mean": {"1": {"Dice": dice}},
+                                        "metric_per_case": [case]}))
         else:
             path.write_bytes(b"checkpoint")
     return folder
@@ -219,20 +220,6 @@ def test_conflicting_dataset_names_are_an_error(nnunet_dirs: dict[str, Path]) ->
     (nnunet_dirs["nnUNet_results"] / "Dataset601_Renamed").mkdir()
     with pytest.raises(UserError, match="dataset id 601 is also named"):
         resolve_datasets(["601"], nnunet_dirs)
-
-
-@pytest.mark.parametrize(
-    ("files", "state"),
-    [
-        ((), State.MISSING),
-        (("checkpoint_best.pth",), State.MISSING),
-        (("checkpoint_latest.pth",), State.RUNNING),
-        (("checkpoint_final.pth",), State.RUNNING),  # training done, final validation interrupted
-        (FINISHED, State.FINISHED),
-    ],
-)
-def test_fold_state(tmp_path: Path, files: tuple[str, ...], state: State) -> None:
-    assert fold_state(write_fold(tmp_path, "Dataset001_X", "T", 0, files)) is state
 
 
 def test_full_paper_manifest_is_complete_and_distinct() -> None:

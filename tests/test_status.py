@@ -94,11 +94,11 @@ def test_json(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_nan_fold_is_not_counted_and_json_stays_valid(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """nnU-Net writes NaN Dice for a fold without foreground: n counts the finite folds, the NaN fold is listed
     separately, and the JSON has no bare NaN (strict parsers reject it)."""
-    summary = write_fold(results, KVASIR, PAPER, 2, FINISHED) / "validation" / "summary.json"
-    summary.write_text('{"foreground_mean": {"Dice": NaN}}')  # what json.dump(float("nan")) writes
+    summary = write_fold(results, KVASIR, PAPER, 4, FINISHED) / "validation" / "summary.json"
+    summary.write_text('{"foreground_mean": {"Dice": NaN}, "metric_per_case": []}')  # json.dump(float("nan"))
     code, out, _ = status(capsys, "--datasets", "601", "--trainers", PAPER)
     mean, std = statistics.fmean([0.8, 0.9]), statistics.stdev([0.8, 0.9])
-    assert code == 0 and table(out) == [[KVASIR, PAPER, "0-2", "3", "4", f"{mean:.4f} +- {std:.4f} (n=2); NaN: fold 2"]]
+    assert code == 0 and table(out) == [[KVASIR, PAPER, "0-1,4", "2-3", "-", f"{mean:.4f} +- {std:.4f} (n=2); NaN: fold 4"]]
     code, out, _ = status(capsys, "--datasets", "601", "--json")
 
     def reject(constant: str) -> None:
@@ -106,12 +106,12 @@ def test_nan_fold_is_not_counted_and_json_stays_valid(results: Path, capsys: pyt
 
     rows = {r["trainer"]: r for r in json.loads(out, parse_constant=reject)}
     paper = rows[PAPER]
-    assert paper["finished"] == [0, 1, 2] and paper["dice"] == {"0": 0.8, "1": 0.9} and paper["dice_nan"] == [2]
+    assert paper["finished"] == [0, 1, 4] and paper["dice"] == {"0": 0.8, "1": 0.9} and paper["dice_nan"] == [4]
     assert paper["dice_n"] == 2
     assert paper["dice_mean"] == pytest.approx(mean) and paper["dice_std"] == pytest.approx(std)
     # a trainer whose only finished fold is NaN: no mean, null in JSON
     write_fold(results, KVASIR, MONO, 0, FINISHED).joinpath("validation", "summary.json").write_text(
-        '{"foreground_mean": {"Dice": NaN}}')
+        '{"foreground_mean": {"Dice": NaN}, "metric_per_case": []}')
     code, out, _ = status(capsys, "--datasets", "601", "--json")
     mono = {r["trainer"]: r for r in json.loads(out, parse_constant=reject)}[MONO]
     assert (mono["dice_n"], mono["dice_mean"], mono["dice_std"], mono["dice_nan"]) == (0, None, None, [0])
@@ -122,7 +122,7 @@ def test_broken_summary_is_one_line_error(results: Path, capsys: pytest.CaptureF
     summary.write_text('{"mean": {}}')
     code, out, err = status(capsys)
     assert code == 1 and out == ""
-    assert err.strip() == f"nnunet-se status: error: {summary}: not an nnU-Net summary (no foreground_mean.Dice: " \
+    assert err.strip() == f"nnunet-se status: error: {summary}: not an nnU-Net summary.json (KeyError: " \
                           "'foreground_mean')"
 
 

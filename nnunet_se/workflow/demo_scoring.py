@@ -30,16 +30,13 @@ class ModelScores:
 
 def validation_dice(results: Path, dataset: str, trainer: str, folds: Sequence[int], plans: str,
                     configuration: str) -> dict[int, float]:
-    """Fold -> nnU-Net's final-validation foreground Dice (``validation/summary.json``) for the finished folds."""
-    from nnunet_se.workflow.matrix import Dataset, Job, fold_dice
+    """Fold -> nnU-Net's final-validation foreground Dice (``validation/summary.json``) for the folds finished by
+    :func:`nnunet_se.results.fold_state`'s rule."""
+    from nnunet_se.results import read_fold
 
-    ds = Dataset(int(dataset[7:10]), dataset)
-    out = {}
-    for fold in folds:
-        value = fold_dice(Job(ds, trainer, fold, configuration, plans).fold_folder(results))
-        if value is not None:
-            out[fold] = value
-    return out
+    model = results / dataset / f"{trainer}__{plans}__{configuration}"
+    found = (read_fold(model / f"fold_{fold}", dataset, trainer, plans, configuration, fold) for fold in folds)
+    return {r.fold: r.dice for r in found if r.finished}
 
 
 def score_test_set(labels: Path, predictions: Path) -> float:

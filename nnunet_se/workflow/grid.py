@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nnunet_se.errors import UserError, shown
+from nnunet_se.results import FINISHED_BASH, FoldState, fold_state
 from nnunet_se.workflow.env import EXT_VARIABLE, ext_trainer_value
 from nnunet_se.workflow.matrix import (
     DEFAULT_CONFIGURATION,
@@ -24,12 +25,10 @@ from nnunet_se.workflow.matrix import (
     NNUNET_ROOTS,
     TRAINER_FAMILIES,
     Job,
-    State,
     build_manifest,
     check_folds,
     check_name,
     expand_trainers,
-    fold_state,
     nnunet_roots,
     parse_folds,
     resolve_datasets,
@@ -65,7 +64,7 @@ run_job() {{  # run_job INDEX: skip if finished, else train (resuming with --c)
     local id name trainer fold config plans folder
     read -r id name trainer fold config plans <<< "${{MANIFEST[$1]}}"
     folder="${{nnUNet_results}}/${{name}}/${{trainer}}__${{plans}}__${{config}}/fold_${{fold}}"
-    if [ -f "$folder/checkpoint_final.pth" ] && [ -f "$folder/validation/summary.json" ]; then
+    if {finished}; then
         echo "[nnunet-se] job $1: $name $trainer fold $fold finished, skipping"
         return 0
     fi
@@ -142,6 +141,7 @@ def render_script(jobs: Sequence[Job], args: argparse.Namespace, environ: dict[s
     """The sh script or SLURM batch file for ``jobs``."""
     slurm = args.format == "slurm"
     prelude = _PRELUDE.format(exports=exports(environ), manifest=manifest_lines(jobs),
+                              finished=FINISHED_BASH.format(folder="$folder"),
                               device=shlex.quote(args.device), background=" &\n        wait $!" if slurm else "")
     header = [
         "#!/bin/bash",
@@ -169,7 +169,7 @@ def render_script(jobs: Sequence[Job], args: argparse.Namespace, environ: dict[s
     return "\n".join(header) + "\n" + prelude + "\n" + _SLURM_BODY.format(cpus=args.slurm_cpus)
 
 
-def render_json(jobs: Sequence[Job], states: Sequence[State], args: argparse.Namespace) -> str:
+def render_json(jobs: Sequence[Job], states: Sequence[FoldState], args: argparse.Namespace) -> str:
     """The manifest as JSON: one entry per job with its index, state and command."""
     entries = [
         {"index": i, "dataset_id": j.dataset.id, "dataset": j.dataset.name, "trainer": j.trainer, "fold": j.fold,
@@ -296,10 +296,10 @@ def main(argv: list[str], prog: str) -> int:
     folds = {d: requested or split.folds for d, split in splits.items()}
     jobs = build_manifest(datasets, trainers, folds, args.configuration, args.plans)
     states = [fold_state(job.fold_folder(roots["nnUNet_results"])) for job in jobs]
-    finished = sum(s is State.FINISHED for s in states)
+    finished = sum(s is FoldState.FINISHED for s in states)
     if not args.all:
-        jobs = [j for j, s in zip(jobs, states, strict=True) if s is not State.FINISHED]
-        states = [s for s in states if s is not State.FINISHED]
+        jobs = [j for j, s in zip(jobs, states, strict=True) if s is not FoldState.FINISHED]
+        states = [s for s in states if s is not FoldState.FINISHED]
     if args.format == "json":
         write_output(render_json(jobs, states, args), args.output, executable=False)
     elif not jobs:

@@ -4,9 +4,7 @@ Shared by ``nnunet-se grid`` and ``nnunet-se status``. Importing this module doe
 so both commands start in well under a second; the trainer families below are a static table that
 ``tests/test_grid.py`` checks against ``nnunet_se.trainers.ALL_TRAINERS``.
 
-A fold is *finished* when ``fold_k/checkpoint_final.pth`` and ``fold_k/validation/summary.json`` exist, *running*
-when training or its final validation has started (``checkpoint_latest.pth``, or ``checkpoint_final.pth`` without a
-summary: nnU-Net's ``--c`` resumes both) and *missing* otherwise.
+The state and Dice of each fold are read by :mod:`nnunet_se.results` (the one finished rule).
 """
 
 from __future__ import annotations
@@ -19,10 +17,10 @@ import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from nnunet_se.errors import UserError, shown
+from nnunet_se.results import DATASET_RE
 
 BASELINE_TRAINER = "nnUNetTrainer"
 TRAINER_FAMILIES: dict[str, tuple[str, ...]] = {
@@ -65,18 +63,11 @@ NNUNET_DEFAULT_FOLDS = 5  # nnU-Net's own split (made on the first training when
 DEFAULT_FOLDS = tuple(range(NNUNET_DEFAULT_FOLDS))
 MAX_FOLD = 999  # largest fold number accepted anywhere (keeps a typo like 0-99999999 from building huge lists)
 MAX_NAME_LENGTH = 100  # configuration and plans names: <trainer>__<plans>__<configuration> is one folder name
-_DATASET_RE = re.compile(r"Dataset(\d{3})_([A-Za-z0-9_\-]+)", re.ASCII)
 _DATASET_ID_RE = re.compile(r"\d{1,3}", re.ASCII)
 # nnU-Net configuration names (2d, 3d_fullres, 3d_cascade_fullres) and plans identifiers (nnUNetResEncUNetMPlans):
 # a word of letters, digits, '_', '.', '-' that does not start like an option. Nothing a shell or read(1) splits on.
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", re.ASCII)
 _FOLD_RANGE_RE = re.compile(r"(\d{1,9})(?:-(\d{1,9}))?", re.ASCII)
-
-
-class State(str, Enum):
-    FINISHED = "finished"
-    RUNNING = "running"
-    MISSING = "missing"
 
 
 @dataclass(frozen=True, order=True)
@@ -111,33 +102,6 @@ class Job:
                 "-p", self.plans, "-device", device, "--c"]
 
 
-def fold_state(folder: Path) -> State:
-    """State of one ``fold_k`` folder of ``nnUNet_results`` (see the module docstring)."""
-    if (folder / "checkpoint_final.pth").is_file():
-        return State.FINISHED if (folder / "validation" / "summary.json").is_file() else State.RUNNING
-    if (folder / "checkpoint_latest.pth").is_file():
-        return State.RUNNING
-    return State.MISSING
-
-
-def fold_dice(folder: Path) -> float | None:
-    """Foreground-mean Dice (0-1, or NaN) of a fold's final validation (``validation/summary.json``), or None if
-    absent. nnU-Net writes NaN when no case of the fold has foreground in reference or prediction.
-
-    Raises UserError when the summary exists but is not nnU-Net's format or its Dice is outside 0-1.
-    """
-    path = folder / "validation" / "summary.json"
-    if not path.is_file():
-        return None
-    try:
-        value = float(json.loads(path.read_text())["foreground_mean"]["Dice"])
-    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # ValueError covers JSON and UTF-8 errors
-        raise UserError(f"{path}: not an nnU-Net summary (no foreground_mean.Dice: {exc})") from exc
-    if not (math.isnan(value) or 0.0 <= value <= 1.0):
-        raise UserError(f"{path}: foreground_mean.Dice is {value}, not a Dice between 0 and 1")
-    return value
-
-
 def nnunet_roots(environ: Mapping[str, str] | None = None) -> dict[str, Path | None]:
     """nnU-Net's three root folders from the environment (None where unset)."""
     environ = os.environ if environ is None else environ
@@ -151,7 +115,7 @@ def find_datasets(roots: Iterable[Path | None]) -> dict[int, str]:
         if root is None or not root.is_dir():
             continue
         for entry in sorted(root.iterdir()):
-            match = _DATASET_RE.fullmatch(entry.name)
+            match = DATASET_RE.fullmatch(entry.name)
             if not match or not entry.is_dir():
                 continue
             number = int(match.group(1))
@@ -167,7 +131,7 @@ def resolve_datasets(tokens: Sequence[str], roots: Mapping[str, Path | None]) ->
     known = find_datasets(roots.values())
     datasets: list[Dataset] = []
     for token in tokens:
-        match = _DATASET_RE.fullmatch(token)
+        match = DATASET_RE.fullmatch(token)
         if match and int(match.group(1)) >= 1:
             number = int(match.group(1))
             if number in known and known[number] != token:

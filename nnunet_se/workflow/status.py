@@ -10,26 +10,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nnunet_se.errors import UserError
+from nnunet_se.results import fold_numbers, read_fold
 from nnunet_se.workflow.matrix import (
     DEFAULT_CONFIGURATION,
     DEFAULT_PLANS,
     Dataset,
     Job,
-    State,
     check_folds,
     check_name,
     dataset_folds,
     expand_trainers,
     find_datasets,
-    fold_dice,
     fold_ranges,
-    fold_state,
     mean_std,
     nnunet_roots,
     parse_folds,
@@ -80,10 +77,7 @@ def folds_of(results: Path, roots: Mapping[str, Path | None], dataset: Dataset, 
     """Expected folds: those of ``splits_final.json`` (0-4 without one), plus any ``fold_k`` already present."""
     folds = set(dataset_folds(roots, dataset).folds)
     for trainer in trainers:
-        model = results / dataset.name / f"{trainer}__{plans}__{configuration}"
-        if model.is_dir():
-            folds.update(int(m.group(1)) for p in model.iterdir()
-                         if (m := re.fullmatch(r"fold_(\d{1,9})", p.name, re.ASCII)) and p.is_dir())
+        folds.update(fold_numbers(results / dataset.name / f"{trainer}__{plans}__{configuration}"))
     return sorted(folds)
 
 
@@ -107,14 +101,12 @@ def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset
             row = Row(dataset.name, trainer)
             for fold in expected:
                 folder = Job(dataset, trainer, fold, configuration, plans).fold_folder(results)
-                state = fold_state(folder)
-                getattr(row, state.value).append(fold)
-                if state is State.FINISHED:
-                    dice = fold_dice(folder)
-                    if dice is not None and math.isnan(dice):
-                        row.dice_nan.append(fold)
-                    elif dice is not None:
-                        row.dice[fold] = dice
+                result = read_fold(folder, dataset.name, trainer, plans, configuration, fold)
+                getattr(row, result.state.value).append(fold)
+                if result.finished and math.isnan(result.dice):
+                    row.dice_nan.append(fold)
+                elif result.finished:
+                    row.dice[fold] = result.dice
             rows.append(row)
     return rows
 
