@@ -79,14 +79,17 @@ def resolve_folds(folds: list[int] | str, dataset: str) -> list[int]:
 
 
 def plan_captures(args: argparse.Namespace) -> list[Capture]:
-    """Every (dataset, trainer, fold) of the command line, after checking that its checkpoint exists."""
+    """Every (dataset, trainer, fold) of the command line, after checking that its checkpoint exists.
+
+    A trainer is any name with a trained model folder (the demo's and third-party trainers included); without
+    one, an unknown name is reported with the closest known trainer (``check_trainer``), a known one as untrained.
+    """
     from nnunetv2.paths import nnUNet_results
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     from nnunetv2.utilities.file_path_utilities import get_output_folder
 
     from nnunet_se.trainer_registry import check_trainer
 
-    trainers = [check_trainer(name, families=False) for name in dict.fromkeys(args.trainers)]
     if not nnUNet_results:
         raise UserError("nnUNet_results is not set: it must point to the folder with the trained models")
     captures = []
@@ -96,9 +99,10 @@ def plan_captures(args: argparse.Namespace) -> list[Capture]:
         except (RuntimeError, ValueError) as exc:
             raise UserError(f"-d {shown(token)}: {str(exc).splitlines()[0]}") from exc
         folds = resolve_folds(args.folds, dataset)
-        for trainer in trainers:
+        for trainer in dict.fromkeys(args.trainers):
             model_dir = Path(get_output_folder(dataset, trainer, args.plans, args.configuration))
             if not model_dir.is_dir():
+                check_trainer(trainer, families=False)  # a typo: name the closest known trainer
                 raise UserError(f"{model_dir}: no trained model folder for {trainer} / {args.plans} / "
                                 f"{args.configuration}")
             for fold in folds:

@@ -108,6 +108,7 @@ class Row:
     fragments: tuple[str, ...]
     env: dict[str, str | None] = field(default_factory=dict)  # nnunetv2.paths overrides ("{root}" expanded)
     setup: Callable[[Path], None] | None = None
+    code: int = 1  # 2: a malformed command line (argparse)
 
 
 def pca(*extra: str, files: tuple[str, ...] = ("exc/cse.npz",)) -> Callable[[Path], list[str]]:
@@ -138,12 +139,20 @@ def _preprocessed(root: Path, trainer: str = "nnUNetTrainerPaperSSE") -> None:
     (root / "pre").mkdir()
 
 
+def _three_fold_split(root: Path) -> None:
+    """Fold 0 trained, and a splits_final.json of 3 folds (so ``-f all`` asks for folds 0, 1 and 2)."""
+    _preprocessed(root)
+    (root / "pre" / DATASET).mkdir()
+    fold = {"train": ["a"], "val": ["b"]}
+    (root / "pre" / DATASET / "splits_final.json").write_text(json.dumps([fold] * 3))
+
+
 def _preprocessed_cse(root: Path) -> None:
     _fake_fold(root, "nnUNetTrainerPaperCSE", folds=(0, 1))
     (root / "pre").mkdir()
 
 
-EXC = ("excitations", DATASET, "-tr", "nnUNetTrainerPaperSSE", "--device", "cpu")
+EXC = ("excitations", "-d", DATASET, "-tr", "nnUNetTrainerPaperSSE", "--device", "cpu")
 ROWS = [
     # ---- excitation files and sidecars ----
     Row("npz-empty", pca(files=("bad/empty.npz",)), ("bad/empty.npz", "empty file")),
@@ -165,8 +174,8 @@ ROWS = [
     Row("sidecar-trainer-int", pca(files=("bad/side_trainer.npz",)), ("side_trainer.json", "'trainer'")),
     Row("responses-empty-npz", command("responses", "root:bad/empty.npz", "-o", "root:out"), ("empty file",)),
     # ---- pca options ----
-    Row("pca-seed-negative", pca("--seed", "-1"), ("--seed", "-1")),
-    Row("pca-seed-huge", pca("--seed", str(2**80)), ("--seed", str(2**80))),
+    Row("pca-seed-negative", pca("--seed", "-1"), ("--seed", "-1"), code=2),
+    Row("pca-seed-huge", pca("--seed", str(2**80)), ("--seed", str(2**80)), code=2),
     Row("pca-n-boot-negative", pca("--n-boot", "-5"), ("--n-boot", "-5")),
     Row("pca-n-boot-huge", pca("--n-boot", str(10**12)), ("--n-boot",)),
     Row("pca-ci-out-of-range", pca("--ci", "1.5"), ("--ci", "1.5")),
@@ -249,16 +258,25 @@ ROWS = [
     Row("exc-out-other-trainer", command(*EXC, "-f", "0", "-o", "root:prior_excitations"),
         ("prior_excitations", "trainer nnUNetTrainerPaperCSE", "own folder"),
         env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed),
-    Row("exc-out-other-folds", command("excitations", DATASET, "-tr", "nnUNetTrainerPaperCSE", "--device", "cpu",
+    Row("exc-out-other-folds", command("excitations", "-d", DATASET, "-tr", "nnUNetTrainerPaperCSE", "--device", "cpu",
                                        "-f", "0", "1", "-o", "root:prior_excitations"), ("folds [0]", "own folder"),
         env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_preprocessed_cse),
     Row("exc-out-is-cases-folder", command(*EXC, "-f", "0", "--cases", "root:userdir", "-o", "root:userdir"),
         ("userdir", "is or contains the input"), env={"nnUNet_results": "{root}/results"}, setup=_fake_fold),
-    Row("exc-fold-huge", command(*EXC, "-f", str(10**30), "-o", "root:out"), ("checkpoint not found",),
+    Row("exc-fold-huge", command(*EXC, "-f", str(10**30), "-o", "root:out"), ("-f/--folds", "too large"), code=2),
+    Row("exc-fold-all-untrained", command(*EXC, "-f", "all", "-o", "root:out"), ("fold_1", "checkpoint not found"),
+        env={"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}, setup=_three_fold_split),
+    Row("exc-trainer-typo", command("excitations", "-d", DATASET, "-tr", "nnUNetTrainerPaperSS", "-f", "0", "-o",
+                                   "root:out"),
+        ("-tr nnUNetTrainerPaperSS", "did you mean nnUNetTrainerPaperSSE"),
         env={"nnUNet_results": "{root}/results"}, setup=_fake_fold),
+    Row("exc-known-trainer-untrained", command("excitations", "-d", DATASET, "-tr", "nnUNetTrainerPaperSRM", "-f",
+                                              "0", "-o", "root:out"),
+        ("nnUNetTrainerPaperSRM", "no trained model folder"), env={"nnUNet_results": "{root}/results"},
+        setup=_fake_fold),
     Row("exc-cases-missing-folder", command(*EXC, "-f", "0", "--cases", "root:nope", "-o", "root:out"),
         ("--cases", "nope", "folder of images"), env={"nnUNet_results": "{root}/results"}, setup=_fake_fold),
-    Row("exc-fold-negative", command(*EXC, "-f", "-1", "-o", "root:out"), ("-f", "-1")),
+    Row("exc-fold-negative", command(*EXC, "-f", "-1", "-o", "root:out"), ("-f/--folds -1",), code=2),
     Row("exc-fold-untrained", command(*EXC, "-f", "3", "-o", "root:out"), ("fold_3", "checkpoint not found"),
         env={"nnUNet_results": "{root}/results"}, setup=_fake_fold),
     Row("exc-incomplete-model-folder", command(*EXC, "-f", "0", "-o", "root:out"), ("dataset.json", "No such file"),
@@ -288,7 +306,7 @@ def test_bad_input_is_one_line_and_changes_nothing(row: Row, tmp_path: Path, cap
     before = tree_digest(root)
     result = call_main(cli.main, row.argv(root), capsys)
     line = assert_one_line_error(result, *row.fragments)
-    assert result.code == 1 and "internal error" not in line, line
+    assert result.code == row.code and "internal error" not in line, line
     assert tree_digest(root) == before
 
 

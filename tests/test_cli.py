@@ -256,7 +256,8 @@ def test_parse_folds(tokens: list[str], folds: list[int] | str) -> None:
 
 @pytest.mark.parametrize(("tokens", "fragment"), [
     (["all", "1"], "'all' stands alone"), (["3-1"], "range 3-1 is empty"), (["1000"], "fold 1000 is too large"),
-    (["0-99999999"], "too large"), (["x"], "expected fold numbers"), (["-1"], "expected fold numbers"),
+    (["0-99999999"], "fold 99999999 is too large"), (["1000000000000-5"], "fold 1000000000000 is too large"),
+    (["1" * 5000], "(5000 characters) is too large"), (["x"], "expected fold numbers"), (["-1"], "expected fold numbers"),
     ([""], "expected fold numbers"),
 ])
 def test_parse_folds_refuses(tokens: list[str], fragment: str) -> None:
