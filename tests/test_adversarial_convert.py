@@ -51,9 +51,9 @@ class Workspace:
     def args(self, *extra: str, source: Path | None = None, raw: Path | str | None = None, pre: Path | None = None,
              dataset: str = "kvasir", also: tuple[Path, ...] = ()) -> list[str]:
         """Command line for a conversion of id 621 (later options override earlier ones, e.g. ``--size``)."""
-        return [dataset, str(source or self.src), *map(str, also), "--id", ID,
+        return [dataset, str(source or self.src), *map(str, also), "-d", ID,
                 "--raw-dir", str(self.raw if raw is None else raw), "--preprocessed-dir", str(pre or self.pre),
-                "--workers", "1", "--folds", "2", "--size", "32", *extra]
+                "--workers", "1", "--n-folds", "2", "--size", "32", *extra]
 
 
 def _kvasir(root: Path, n: int = 4, side: int = 40) -> Path:
@@ -196,12 +196,13 @@ ROWS = [
     Row("huge --seed", lambda ws: ws.args("--seed", str(2**40)), code=2, fragments=("--seed",)),
     Row("empty --seed", lambda ws: ws.args("--seed", ""), code=2, fragments=("--seed",)),
     Row("huge --size", lambda ws: ws.args("--size", "100000"), code=2, fragments=("--size", "8-8192")),
-    Row("--id 0", lambda ws: ws.args("--id", "0"), fragments=("--id 0",)),
-    Row("huge --id", lambda ws: ws.args("--id", str(10**20)), fragments=(f"--id {10**20}", "1-999")),
-    Row("negative --folds", lambda ws: ws.args("--folds", "-3"), fragments=("--folds -3",)),
-    Row("huge --folds", lambda ws: ws.args("--folds", str(10**9)), fragments=(f"--folds {10**9}",)),
-    Row("--workers 0", lambda ws: ws.args("--workers", "0"), fragments=("--workers 0",)),
-    Row("huge --workers", lambda ws: ws.args("--workers", "100000"), fragments=("--workers 100000", "CPU-bound")),
+    Row("-d 0", lambda ws: ws.args("-d", "0"), code=2, fragments=("-d/--dataset-id", "1-999")),
+    Row("huge -d", lambda ws: ws.args("-d", str(10**20)), code=2, fragments=("-d/--dataset-id", "1-999")),
+    Row("negative --n-folds", lambda ws: ws.args("--n-folds", "-3"), fragments=("--n-folds -3",)),
+    Row("huge --n-folds", lambda ws: ws.args("--n-folds", str(10**9)), fragments=(f"--n-folds {10**9}",)),
+    Row("--workers 0", lambda ws: ws.args("--workers", "0"), code=2, fragments=("--workers", "got 0")),
+    Row("huge --workers", lambda ws: ws.args("--workers", "100000"), code=2,
+        fragments=("--workers", "got 100000", "CPU-bound")),
     Row("multi-line --name", lambda ws: ws.args("--name", "Kvasir\n"), fragments=("--name", "letters")),
     Row("empty --name", lambda ws: ws.args("--name", ""), fragments=("--name",)),
     Row("name too long for the file system", lambda ws: ws.args("--name", "K" * 250), fragments=("too long",)),

@@ -120,8 +120,8 @@ def _checksums(root: Path) -> dict[str, str]:
 
 
 def _args(dataset: str, src: Path, tmp: Path, *extra: str) -> list[str]:
-    return [dataset, str(src), "--id", "621", "--raw-dir", str(tmp / "raw"), "--preprocessed-dir", str(tmp / "pre"),
-            "--workers", "1", "--folds", "2", *extra]
+    return [dataset, str(src), "-d", "621", "--raw-dir", str(tmp / "raw"), "--preprocessed-dir", str(tmp / "pre"),
+            "--workers", "1", "--n-folds", "2", *extra]
 
 
 @pytest.mark.parametrize(("name", "dataset", "build", "breaker", "message"), BROKEN, ids=[b[0] for b in BROKEN])
@@ -156,7 +156,7 @@ def test_overwrite_replaces_dataset_with_same_id(real_samples: Path, tmp_path: P
 
 def test_nnunet_scheme_writes_no_splits(real_samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = _kvasir(real_samples, tmp_path / "src")
-    args = [a for a in _args("kvasir", src, tmp_path, "--splits", "nnunet") if a not in ("--folds", "2")]
+    args = [a for a in _args("kvasir", src, tmp_path, "--splits", "nnunet") if a not in ("--n-folds", "2")]
     assert main(args) == 0
     out = tmp_path / "raw" / "Dataset621_KvasirSEG"
     assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "imagesTr", "labelsTr", "nnunet_se_cases.csv"]
@@ -198,7 +198,7 @@ def test_interrupt_leaves_no_dataset(real_samples: Path, tmp_path: Path, sig: si
     raw = tmp_path / "raw"
     script = Path(sys.executable).parent / "nnunet-se-convert"
     proc = subprocess.Popen(
-        [str(script), "isic2018", str(real_samples / "isic2018"), "--id", "622", "--raw-dir", str(raw),
+        [str(script), "isic2018", str(real_samples / "isic2018"), "-d", "622", "--raw-dir", str(raw),
          "--workers", "1", "--size", "native"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -74,7 +74,7 @@ def test_stratified_dev_set_impossible_is_explained() -> None:
 @pytest.mark.parametrize(
     ("extra", "fragments"),
     [
-        (["--folds", "10"], ["--folds 10", "5 folds"]),
+        (["--n-folds", "10"], ["--n-folds 10", "5 folds"]),
         (["--seed", "7"], ["--seed 7", "42"]),
         (["--dedupe"], ["--dedupe", "--splits authors"]),
         (["--include-normal"], ["--include-normal", "--splits authors"]),
@@ -83,7 +83,7 @@ def test_stratified_dev_set_impossible_is_explained() -> None:
 def test_conflicting_options_are_one_line_errors(
     extra: list[str], fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["busi", str(tmp_path / "missing"), "--id", "990", "--raw-dir", str(tmp_path), "--splits", "authors",
+    argv = ["busi", str(tmp_path / "missing"), "-d", "990", "--raw-dir", str(tmp_path), "--splits", "authors",
             *extra]
     assert_one_line_error(call_main(convert_main, argv, capsys), *fragments)
     assert list(tmp_path.iterdir()) == []
@@ -97,7 +97,7 @@ def test_busi_samples_get_the_authors_folds_and_dev_sets(
     fold's dev set = their train_test_split call on the fold's training part."""
     import json
 
-    argv = ["busi", str(real_samples / "busi" / "Dataset_BUSI_with_GT"), "--id", "991", "--size", "32",
+    argv = ["busi", str(real_samples / "busi" / "Dataset_BUSI_with_GT"), "-d", "991", "--size", "32",
             "--raw-dir", str(tmp_path / "raw"), "--preprocessed-dir", str(tmp_path / "pre"), "--workers", "1",
             "--splits", "authors"]
     result = call_main(convert_main, argv, capsys)
