@@ -184,19 +184,22 @@ class TestMono:
         x = torch.randn(2, 8, *(6,) * dims)
         assert torch.equal(module(x), 0.5 * x)
 
-    def test_gate_formula(self) -> None:
-        """Eval mode: gate = σ(MLP(mean(BN(α)))) with the running statistics."""
-        module = create_recalibration("mono", 8, 2).eval()
+    def test_eval_gate_of_constant_input(self) -> None:
+        """O-M2 on an 8x8 constant map: α(i, j) = ½ log2(f(i) f(j)) with f = [2.5, 3, 3.5, 4, 3.5, 3, 2.5, 4], so the
+        squeeze is mean_i log2 f(i) = 1.6785614; eval BN at init (mean 0, var 1, eps 1e-3) divides it by √1.001;
+        W1 = [[1, 0]], W2 = [[1], [-1]], zero biases -> gates [σ(a), σ(-a)] with a = 1.6777227."""
+        module = create_recalibration("mono", 2, 2).eval()
         with torch.no_grad():
-            module.bn.running_mean.uniform_(1, 2)
-            module.bn.running_var.uniform_(0.1, 1)
-        x = torch.randn(3, 8, 7, 9)
-        alpha = singularity_exponents(x)
-        normalised = (alpha - module.bn.running_mean.view(1, 8, 1, 1)) / torch.sqrt(
-            module.bn.running_var.view(1, 8, 1, 1) + 1e-3
-        )
-        expected = torch.sigmoid(module.excitation(normalised.mean((2, 3)))).view(3, 8, 1, 1) * x
-        assert torch.allclose(module(x), expected, atol=1e-5)
+            module.excitation.fc1.weight.copy_(torch.tensor([[1.0, 0.0]]))
+            module.excitation.fc2.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+            module.excitation.fc1.bias.zero_()
+            module.excitation.fc2.bias.zero_()
+        f = (2.5, 3, 3.5, 4, 3.5, 3, 2.5, 4)
+        a = sum(math.log2(v) for v in f) / len(f) / math.sqrt(1 + 1e-3)
+        assert abs(a - 1.6777227) < 1e-6
+        x = torch.full((2, 2, 8, 8), 3.0)
+        expected = torch.tensor([1 / (1 + math.exp(-a)), 1 / (1 + math.exp(a))]).view(1, 2, 1, 1) * x
+        torch.testing.assert_close(module(x), expected, rtol=0, atol=1e-5)
 
     @pytest.mark.parametrize("dims, minmax", [(2, "batch"), (3, "batch"), (2, "sample")])
     def test_fused_train_step_matches_batch_norm(self, dims: int, minmax: str) -> None:

@@ -66,10 +66,17 @@ class TestSRM:
         x = torch.randn(3, 6, 5, 5)
         assert torch.equal(module(x), 0.5 * x)
 
-    def test_paper_cfc_is_shared(self) -> None:
-        module = create_recalibration("srm", 6, 2, "paper")
-        assert module.cfc.shape == (1, 2)
-        assert module.bn.eps == 1e-3 and module.bn.momentum == 0.01
+    @pytest.mark.parametrize("flavour, shared", [("paper", True), ("original", False)])
+    def test_cfc_sharing(self, flavour: str, shared: bool) -> None:
+        """Martins' layer applies one Dense(1) to the (mean, std) axis: 2 weights shared by all channels, so
+        channels with equal statistics get equal gates whatever the weights; the official CFC is channel-wise."""
+        torch.manual_seed(0)
+        module = create_recalibration("srm", 4, 2, flavour).eval()  # BN at init: the same affine map per channel
+        with torch.no_grad():
+            module.cfc.copy_(torch.randn_like(module.cfc))
+        x = (torch.rand(2, 1, 5, 5) + 0.5).expand(-1, 4, -1, -1)  # four identical channels
+        gate = (module(x) / x)[:, :, 0, 0]
+        assert torch.allclose(gate, gate[:, :1].expand_as(gate), atol=1e-6) is shared
 
     def test_single_position_map_has_no_nan(self) -> None:
         """P-SRM-2: the unbiased variance of one value is undefined; SRM uses 0 there."""
