@@ -43,12 +43,12 @@ def pipeline(nnunet_e2e, tmp_path_factory) -> Pipeline:
     out = tmp_path_factory.mktemp("analysis_e2e")
     files = {}
     for trainer in run.trainers:
-        run.run("nnunet-se-analyze", "excitations", str(run.dataset_id), "-tr", trainer, "-f", "0",
+        run.run("nnunet-se-analyze", "excitations", "-d", str(run.dataset_id), "-tr", trainer, "-f", "0",
                 "--checkpoint", "final", "--device", "cpu", "-o", str(out / "exc" / trainer))  # one folder per run
         files[trainer] = (out / "exc" / trainer /
                           f"{run.dataset_name}__{trainer}__{run.plans}__{run.configuration}__fold_0.npz")
     last = run.trainers[-1]
-    run.run("nnunet-se-analyze", "excitations", run.dataset_name, "-tr", last, "-f", "0", "--cases",
+    run.run("nnunet-se-analyze", "excitations", "-d", run.dataset_name, "-tr", last, "-f", "0", "--cases",
             str(run.raw / run.dataset_name / "imagesTs"), "--device", "cpu", "-o", str(out / "exc_ts"))
     folder_file = out / "exc_ts" / files[last].name
     run.run("nnunet-se-analyze", "table", str(run.results), "--format", "json", "-o", str(out / "table.json"))

@@ -24,9 +24,9 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--source", "."], "--source and --dataset go together"),
-        (["--dataset", "kvasir"], "--source and --dataset go together"),
-        (["--source", "no/such/folder", "--dataset", "busi"], "no/such/folder: no such file or folder"),
+        (["--source", "."], "--source and --source-kind go together"),
+        (["--source-kind", "kvasir"], "--source and --source-kind go together"),
+        (["--source", "no/such/folder", "--source-kind", "busi"], "no/such/folder: no such file or folder"),
         (["--profile", "quick", "--epochs", "0"], "--epochs 0: must be >= 1"),
         (["--iterations", "-3"], "--iterations -3: must be >= 1"),
     ],
@@ -36,7 +36,7 @@ def test_bad_arguments_are_one_line_and_create_nothing(tmp_path: Path, monkeypat
                                                        message: str) -> None:
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "demo_out"
-    assert cli_main(["demo", "--out", str(out), *argv]) == 1
+    assert cli_main(["demo", "-o", str(out), *argv]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("nnunet-se demo: error:") and message in err
     assert not out.exists()
@@ -47,7 +47,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_demo_output(tmp_path: Path,
     out = tmp_path / "results"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    assert cli_main(["demo", "--profile", "quick", "--out", str(out)]) == 1
+    assert cli_main(["demo", "--profile", "quick", "-o", str(out)]) == 1
     assert "exists and is not a demo output" in capsys.readouterr().err
     assert (out / "precious.txt").read_text() == "keep me" and not (out / MARKER).exists()
 
@@ -66,7 +66,7 @@ def test_profiles_meet_the_study_design(tmp_path: Path) -> None:
     assert {classes[t].recalibration for t in gpu.trainers} == {None, *available_recalibrations()}
     assert gpu.folds == 5 and gpu.device == "cuda" and set(gpu.trainers) <= set(PAPER_TRAINERS)
     assert all(classes[p.trainers[0]].recalibration is None for p in PROFILES.values())
-    args = build_parser("demo").parse_args(["--out", str(tmp_path / "o"), "--profile", "gpu", "--device", "cpu",
+    args = build_parser("demo").parse_args(["-o", str(tmp_path / "o"), "--profile", "gpu", "--device", "cpu",
                                             "--epochs", "3"])
     profile = check_args(args)
     assert (profile.device, profile.epochs, profile.trainers) == ("cpu", 3, gpu.trainers)
@@ -151,7 +151,7 @@ def test_significance_reading_follows_the_p_values(tmp_path: Path) -> None:
 def test_quick_demo_writes_a_report_with_folds_curves_table_and_figures(tmp_path: Path) -> None:
     """The real pipeline (nnU-Net CLI, analysis CLI) at test size; the report links files that exist."""
     out = tmp_path / "demo_output"
-    result = subprocess.run([BIN / "nnunet-se", "demo", "--profile", "quick", "--out", str(out)], capture_output=True,
+    result = subprocess.run([BIN / "nnunet-se", "demo", "--profile", "quick", "-o", str(out)], capture_output=True,
                             text=True, timeout=900, env={**os.environ, "MPLBACKEND": "Agg"})
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     report = out / "report.md"
@@ -167,6 +167,8 @@ def test_quick_demo_writes_a_report_with_folds_curves_table_and_figures(tmp_path
     assert {"figures/examples.png", "figures/learning_curves.png", "figures/dice_per_fold.png"} <= set(links)
     for link in links:
         assert (out / link).is_file() and (out / link).stat().st_size > 1000, link
+    for log in (out / "logs").glob("*.log"):  # the demo's own commands speak the current grammar
+        assert "is deprecated, use" not in log.read_text(errors="replace"), log
     folds = PROFILES["quick"].folds
     for trainer in PROFILES["quick"].trainers:
         model = out / "nnUNet_results" / "Dataset999_NnunetSeDemo" / f"{trainer}__nnUNetPlans__2d"
