@@ -81,6 +81,8 @@ def check_trainer(name: str, option: str = "-tr", families: bool = True) -> str:
         return name
     close = difflib.get_close_matches(name, choices, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
+    if name in family_names:  # a family where one trainer is expected
+        hint = f"{name} is a family ({' '.join(_families()[name])}), this option takes trainer names; "
     listed = f"families: {', '.join(family_names)}; " if families else ""
     raise UserError(f"{option} {shown(name)}: unknown trainer{' or family' if families else ''}; {hint}{listed}"
                     f"trainers: {', '.join(known)}")

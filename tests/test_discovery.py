@@ -142,20 +142,6 @@ def test_train_step_and_predict_step(name: str, nnunet_preprocessed, monkeypatch
     assert torch.isfinite(logits).all()
 
 
-def test_list_shows_every_trainer_and_module(capsys) -> None:
-    from nnunet_se.modules import available_recalibrations, parameter_count
-    from nnunet_se.workflow import listing
-
-    assert listing.main([], prog="nnunet-se list") == 0
-    lines = capsys.readouterr().out.splitlines()
-    rows = {line.split()[0]: line.split() for line in lines if line.strip()}
-    for name, cls in ALL_TRAINERS.items():
-        assert rows[name][1] == cls.family
-        assert rows[name][2] == (cls.recalibration or "-")
-    for name in available_recalibrations():
-        assert rows[name][1:3] == [str(parameter_count(name, 64)), str(parameter_count(name, 64, flavour="original"))]
-
-
 def _nnunet_paths(monkeypatch, tmp_path) -> None:
     for name in env_command.NNUNET_PATH_VARIABLES:
         monkeypatch.setenv(name, str(tmp_path))

@@ -1,4 +1,5 @@
-"""``nnunet-se list``: the plugin trainers (``-tr`` names) and the recalibration modules, as tables."""
+"""``nnunet-se list``: the trainers of the registry (``-tr`` names, stock ``nnUNetTrainer`` included), their families
+(what ``-tr <family>`` expands to) and the recalibration modules, as tables."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from collections.abc import Sequence
 
 TRAINER_COLUMNS = ("trainer", "family", "baseline", "Table I row", "module", "flavour", "network")
+FAMILY_COLUMNS = ("family", "-tr <family> expands to (baseline first)")
 MODULE_COLUMNS = ("module", "params C=64 paper", "params C=64 original", "what it is")
 MODULE_TITLES = {
     "cse": "channel squeeze-and-excitation (Hu et al.; Roy et al.'s cSE)",
@@ -39,6 +41,13 @@ def trainer_rows() -> list[tuple[str, ...]]:
     return rows
 
 
+def family_rows() -> list[tuple[str, str]]:
+    """One row per trainer family: name, its members separated by spaces."""
+    from nnunet_se.trainer_registry import families
+
+    return [(family, " ".join(members)) for family, members in families().items()]
+
+
 def module_rows() -> list[tuple[str, ...]]:
     """One row per registry module: name, parameters at 64 channels (2D) per flavour, a short title."""
     from nnunet_se.modules import available_recalibrations, parameter_count
@@ -55,7 +64,7 @@ def main(argv: list[str], prog: str) -> int:
     args = parser.parse_args(argv)
     blocks = []
     if args.what in ("all", "trainers"):
-        blocks.append(format_table(TRAINER_COLUMNS, trainer_rows()))
+        blocks += [format_table(TRAINER_COLUMNS, trainer_rows()), format_table(FAMILY_COLUMNS, family_rows())]
     if args.what in ("all", "modules"):
         blocks.append(format_table(MODULE_COLUMNS, module_rows()))
     print("\n\n".join(blocks))
