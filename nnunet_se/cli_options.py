@@ -118,7 +118,7 @@ def add_folds(p: argparse.ArgumentParser, required: bool = False,
 def add_output(p: argparse.ArgumentParser, kind: Literal["folder", "file"], default: str | Path | None = None,
                help: str | None = None) -> None:
     """``-o/--output`` (``args.output``: Path or None); the help says whether it is a folder or a file."""
-    text = f"output {kind}" if help is None else f"{help} (a {kind})"
+    text = f"output {kind}" if help is None else f"output {kind}: {help}"
     p.add_argument("-o", "--output", type=Path, default=None if default is None else Path(default),
                    metavar=kind.upper(), help=_help(text, default))
 
