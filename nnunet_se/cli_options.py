@@ -124,7 +124,7 @@ def add_output(p: argparse.ArgumentParser, kind: Literal["folder", "file"], defa
 
 
 def _seed(value: str) -> int:
-    if not value.isascii() or not value.isdigit() or int(value) > MAX_SEED:
+    if not value.isascii() or not value.isdigit() or len(value) > 10 or int(value) > MAX_SEED:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {shown(value)}")
     return int(value)
 
@@ -153,7 +153,7 @@ def max_workers() -> int:
 
 def _workers(value: str) -> int:
     most = max_workers()
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= most:
+    if not value.isascii() or not value.isdigit() or len(value) > 9 or not 1 <= int(value) <= most:
         raise argparse.ArgumentTypeError(f"expected 1-{most} processes (the work is CPU-bound; {cpu_count()} "
                                          f"cores), got {shown(value)}")
     return int(value)
