@@ -1,4 +1,4 @@
-"""Trainers on nnU-Net's own plans (trainers/auto.py, trainers/base.py): class attributes, network build for
+"""Trainers on nnU-Net's own plans (trainers/auto.py, trainers/base.py): constructor signature, network build for
 2d/3d_fullres x PlainConvUNet/ResidualEncoderUNet plans, environment controls, and the real CLI round trip
 (train, ``--c`` resume, ``--val``, predict, find_best_configuration)."""
 
@@ -14,25 +14,18 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from PIL import Image
+from trainer_checks import assert_network_keeps_the_promise
 
 from nnunet_se.injection import recalibration_paths
+from nnunet_se.modules.mono import Mono
+from nnunet_se.trainer_registry import families, trainer_infos
 from nnunet_se.trainers import ALL_TRAINERS
 from nnunet_se.trainers.auto import AUTO_TRAINERS
-from nnunet_se.trainers.base import env_int
+from nnunet_se.trainers.base import STOCK_TRAINER, env_int
+from nnunet_se.workflow.demo_trainers import DEMO_TRAINERS
 
-AUTO = [
-    ("nnUNetTrainerCSE", "cse", "paper"),
-    ("nnUNetTrainerCSE_original", "cse", "original"),
-    ("nnUNetTrainerSSE", "sse", "paper"),
-    ("nnUNetTrainerSSE_original", "sse", "original"),
-    ("nnUNetTrainerSCSE", "scse", "paper"),
-    ("nnUNetTrainerSCSE_original", "scse", "original"),
-    ("nnUNetTrainerSRM", "srm", "paper"),
-    ("nnUNetTrainerSRM_original", "srm", "original"),
-    ("nnUNetTrainerFCA", "fca", "paper"),
-    ("nnUNetTrainerFCA_original", "fca", "original"),
-    ("nnUNetTrainerMono", "mono", "paper"),
-]
+# every plugin trainer on nnU-Net's plans: the auto and original families without the stock nnUNetTrainer
+AUTO = [name for family in ("auto", "original") for name in families()[family] if name in ALL_TRAINERS]
 
 
 def planned_configuration(arch: str, dims: int) -> ConfigurationManager:
@@ -57,41 +50,43 @@ def planned_configuration(arch: str, dims: int) -> ConfigurationManager:
     })
 
 
-def test_auto_trainer_table() -> None:
-    assert [(t.__name__, t.recalibration, t.flavour) for t in AUTO_TRAINERS] == AUTO
-    for trainer in AUTO_TRAINERS:
-        assert ALL_TRAINERS[trainer.__name__] is trainer
-        assert trainer.family == "auto" and trainer.skip_connections
-        assert trainer.recalibration_options == ({"minmax": "sample"} if trainer.recalibration == "mono" else {})
+def test_families_cover_the_auto_module_exactly() -> None:
+    """Every class of trainers/auto.py is in the auto or the original family, once."""
+    assert sorted(AUTO) == sorted(t.__name__ for t in AUTO_TRAINERS)
 
 
-@pytest.mark.parametrize("trainer", AUTO_TRAINERS, ids=lambda t: t.__name__)
-def test_init_signature_is_nnunets(trainer: type) -> None:
-    """nnU-Net records __init__ arguments by name; any change breaks checkpoints (integration doc §0.3)."""
+@pytest.mark.parametrize("name", [*(n for n in trainer_infos() if n != STOCK_TRAINER), *DEMO_TRAINERS])
+def test_init_signature_is_nnunets(name: str) -> None:
+    """nnU-Net records __init__ arguments by name and re-creates trainers from them (integration doc §0.3): every
+    trainer of the registry (the paper family overrides __init__) and every demo trainer has nnU-Net's signature."""
+    trainer = ALL_TRAINERS.get(name) or DEMO_TRAINERS[name]
     ours = inspect.signature(trainer.__init__).parameters
     theirs = inspect.signature(nnUNetTrainer.__init__).parameters
-    assert list(ours) == list(theirs)
-    assert [p.default for p in ours.values()] == [p.default for p in theirs.values()]
+    assert [(p.name, p.kind, p.default) for p in ours.values()] == [(p.name, p.kind, p.default)
+                                                                    for p in theirs.values()]
 
 
 # every trainer on 2d PlainConvUNet plans; the other plan kinds with two trainers (test_injection covers the
 # full module x architecture x dimension table)
-BUILD_CASES = [(*row, "plain", 2) for row in AUTO] + [
-    (*row, arch, dims) for row in (AUTO[-1], AUTO[-2]) for arch, dims in (("plain", 3), ("resenc", 2), ("resenc", 3))
+BUILD_CASES = [(name, "plain", 2) for name in AUTO] + [
+    (name, arch, dims) for name in ("nnUNetTrainerMono", "nnUNetTrainerFCA_original")
+    for arch, dims in (("plain", 3), ("resenc", 2), ("resenc", 3))
 ]
 
 
-@pytest.mark.parametrize(("name", "module", "flavour", "arch", "dims"), BUILD_CASES)
-def test_build_network_architecture_like_the_predictor(name, module, flavour, arch, dims) -> None:
-    """Built on the class (as nnUNetv2_predict does, no DS) it has the modules and loads the training weights."""
+@pytest.mark.parametrize(("name", "arch", "dims"), BUILD_CASES)
+def test_build_network_architecture_like_the_predictor(name: str, arch: str, dims: int) -> None:
+    """Built on the class (as nnUNetv2_predict does, no DS) it has the module its name promises after every encoder
+    stage but the bottleneck, in the name's flavour, and loads the training weights."""
     trainer = ALL_TRAINERS[name]
     configuration = planned_configuration(arch, dims)
     train_net = trainer.build_network_architecture(None, configuration, 3, 2, enable_deep_supervision=True)
     infer_net = trainer.build_network_architecture(None, configuration, 3, 2, enable_deep_supervision=False)
-    paths = recalibration_paths(train_net)
-    assert len(paths) == 2 and recalibration_paths(infer_net) == paths
-    assert {(train_net.get_submodule(p).name, train_net.get_submodule(p).flavour) for p in paths} == {
-        (module, flavour)}
+    assert_network_keeps_the_promise(name, train_net)
+    assert_network_keeps_the_promise(name, infer_net)
+    assert recalibration_paths(infer_net) == recalibration_paths(train_net)
+    for module in (m for m in train_net.modules() if isinstance(m, Mono)):  # docs/trainers.md: per-image min-max
+        assert module.minmax == "sample"
     infer_net.load_state_dict(train_net.state_dict())  # strict: same module tree
     with torch.no_grad():
         out = infer_net.eval()(torch.randn(1, 3, *configuration.patch_size))

@@ -14,8 +14,10 @@ import pytest
 import torch
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 from torch import nn
+from trainer_checks import assert_network_keeps_the_promise, promise
 
 from nnunet_se.modules import parameter_count
+from nnunet_se.trainer_registry import families
 from nnunet_se.trainers.early_stopping import EarlyStopping, read_case_table_columns, split_early_stopping
 from nnunet_se.trainers.paper import ES_SPLIT_FILE, PAPER_TRAINERS, nnUNetTrainerPaper, nnUNetTrainerPaperMono
 from nnunet_se.trainers.paper_network import build_paper_unet
@@ -226,8 +228,17 @@ class _Config:
         self.data_identifier = "nnUNetPlans_2d"
 
 
+# fitted_patch_size: per axis min(224, 8 * ceil(median / 8)); 8 = 2 ** (4 stages - 1), the U-Net's downsampling
 @pytest.mark.parametrize(
-    "median, patch", [([224, 224], [224, 224]), ([512, 300], [224, 224]), ([64, 64], [64, 64]), ([60, 37], [64, 40])]
+    "median, patch",
+    [
+        ([224, 224], [224, 224]),  # 8 * ceil(224 / 8) = 8 * 28 = 224 -> min(224, 224) = 224 on both axes
+        ([512, 300], [224, 224]),  # 8 * 64 = 512 and 8 * ceil(37.5) = 8 * 38 = 304: both above 224 -> 224
+        ([64, 64], [64, 64]),  # 8 * 8 = 64 < 224
+        ([60, 37], [64, 40]),  # 8 * ceil(7.5) = 8 * 8 = 64; 8 * ceil(4.625) = 8 * 5 = 40
+        ([225.5, 100.2], [224, 104]),  # 8 * ceil(28.19) = 232 -> 224; 8 * ceil(12.525) = 8 * 13 = 104
+        ([8.0001, 1], [16, 8]),  # 8 * ceil(1.0000125) = 16 (just over one cell); 8 * ceil(0.125) = 8
+    ],
 )
 def test_patch_fits_the_images(median: list[float], patch: list[int]) -> None:
     assert nnUNetTrainerPaper.fitted_patch_size(_Config(median)) == patch
@@ -238,31 +249,19 @@ def test_patch_rejects_3d() -> None:
         nnUNetTrainerPaper.fitted_patch_size(_Config([32, 64, 64]))
 
 
-MODULES = [
-    ("nnUNetTrainerPaper", None, 0),
-    ("nnUNetTrainerPaperCSE", "cse", 3),
-    ("nnUNetTrainerPaperSSE", "sse", 3),
-    ("nnUNetTrainerPaperSCSE", "scse", 3),
-    ("nnUNetTrainerPaperSRM", "srm", 3),
-    ("nnUNetTrainerPaperFCA", "fca", 3),
-    ("nnUNetTrainerPaperMono", "mono", 3),
-    ("nnUNetTrainerPaperCSENoSkip", "cse", 3),
-]
-
-
-@pytest.mark.parametrize("name, module, count", MODULES)
-def test_trainer_networks(name: str, module: str | None, count: int) -> None:
-    from nnunet_se.injection import recalibration_paths
-
+@pytest.mark.parametrize("name", families()["paper"])
+def test_trainer_networks(name: str) -> None:
+    """The module the name promises after each of the 3 encoder stages above the bottleneck; parameters = the
+    closed-form U-Net (without the skip halves for cSE-NS) + the modules' closed-form counts."""
     cls = PAPER_TRAINERS[name]
-    assert cls.recalibration == module
     net = cls.build_network_architecture(None, _Config([224, 224]), 3, 2, enable_deep_supervision=False)
-    paths = recalibration_paths(net)
-    assert len(paths) == count
-    assert [p.split(".")[:3] for p in paths] == [["encoder", "stages", str(s)] for s in range(count)]
-    plain = _paper_unet_params(3, skips=cls.skip_connections)
-    added = 0 if module is None else sum(parameter_count(module, c, 2, cls.flavour, feature_size=(224 // 2**s,) * 2)
-                                         for s, c in enumerate((32, 64, 128)))
+    assert_network_keeps_the_promise(name, net)
+    named = promise(name)
+    assert named.paper_network and len(net.encoder.stages) == 4
+    plain = _paper_unet_params(3, skips=named.skip_connections)
+    added = 0 if named.module is None else sum(
+        parameter_count(named.module.name, c, 2, named.flavour, feature_size=(224 // 2**s,) * 2)
+        for s, c in enumerate((32, 64, 128)))
     assert sum(p.numel() for p in net.parameters()) == plain + added
     net.eval()
     with torch.no_grad():
