@@ -25,7 +25,7 @@ from cli_harness import assert_one_line_error, call_main, tree_digest
 from test_grid import FINISHED, write_fold, write_splits
 
 from nnunet_se.cli import main as cli_main
-from nnunet_se.workflow.grid import shell_word
+from nnunet_se.workflow.grid_script import shell_word
 
 FIVE, TEN, NOSPLIT = "Dataset601_Five", "Dataset602_Ten", "Dataset603_NoSplit"
 PAPER = "nnUNetTrainerPaper"
@@ -71,7 +71,7 @@ CASES = [
     Case("slurm-zero-parallel", (*SLURM, "--slurm-max-parallel", "0"), ("--slurm-max-parallel",)),
     # --- names: unknown trainers and families list the known ones ------------------------------------------------
     Case("trainer-unknown", ("grid", "--datasets", "601", "--trainers", "nnUNetTrainerFoo"),
-         ("--trainers nnUNetTrainerFoo: unknown trainer or family", "families: paper, auto",
+         ("--trainers nnUNetTrainerFoo: unknown trainer or family", "families: auto, original, paper",
           "nnUNetTrainerPaperMono", "nnUNetTrainerSCSE_original")),
     Case("family-typo", ("grid", "--datasets", "601", "--trainers", "papr"), ("did you mean paper?",)),
     Case("trainer-empty", ("grid", "--datasets", "601", "--trainers", ""), ("--trainers '': unknown",)),
@@ -103,14 +103,27 @@ CASES = [
          env={"nnUNet_preprocessed": None, "nnUNet_raw": None}),
     Case("folds-beyond-raw-split-before-planning", ("grid", "--datasets", "607", "--folds", "3"),
          ("--folds 3: not a fold of Dataset607_RawOnly ({tmp}/raw/Dataset607_RawOnly/splits_final.json has 3 folds",)),
-    Case("folds-huge-range", (*GRID, "--folds", "0-99999999"), ("--folds 0-99999999: fold 99999999 is too large",)),
-    Case("folds-huge-digits", (*GRID, "--folds", "1" * 5000), ("--folds 1111", "(5000 characters)")),
-    Case("folds-negative", (*GRID, "--folds", "-1"), ("--folds -1: expected fold numbers",)),
-    Case("folds-empty", (*GRID, "--folds", ""), ("--folds '': expected",)),
-    Case("folds-multiline", (*GRID, "--folds", "0\n1"), ("--folds '0\\n1'",)),
-    Case("folds-reversed", (*GRID, "--folds", "4-1"), ("range 4-1 is empty",)),
+    # fold syntax is checked by the parser (cli_options.parse_folds): a usage error, exit 2
+    Case("folds-huge-range", (*GRID, "--folds", "0-99999999"), ("--folds 0-99999999: fold 99999999 is too large",),
+         code=2),
+    Case("folds-huge-digits", (*GRID, "--folds", "1" * 5000), ("--folds 1111", "(5000 characters)"), code=2),
+    Case("folds-negative", (*GRID, "--folds", "-1"), ("--folds -1: expected fold numbers",), code=2),
+    Case("folds-empty", (*GRID, "--folds", ""), ("--folds '': expected",), code=2),
+    Case("folds-multiline", (*GRID, "--folds", "0\n1"), ("--folds '0\\n1'",), code=2),
+    Case("folds-reversed", (*GRID, "--folds", "4-1"), ("range 4-1 is empty",), code=2),
+    Case("folds-word", (*GRID, "-f", "one"), ("-f/--folds one: expected fold numbers or ranges", "or all"), code=2),
+    Case("folds-double-dash-range", (*GRID, "-f", "0--4"), ("-f/--folds 0--4: expected",), code=2),
+    Case("folds-unicode-digit", (*GRID, "-f", "\u0661"), ("-f/--folds \u0661: expected",), code=2),
+    Case("folds-all-with-more", (*GRID, "-f", "all", "3"), ("-f/--folds all 3: 'all' stands alone",), code=2),
+    Case("folds-all-in-a-list", (*GRID, "-f", "all,3"), ("-f/--folds all,3: expected",), code=2),
+    Case("folds-all-uppercase", (*GRID, "-f", "ALL"), ("-f/--folds ALL: expected",), code=2),
+    Case("folds-missing-value", (*GRID, "-f"), ("-f/--folds: expected at least one argument",), code=2),
     Case("status-folds-beyond-split", (*STATUS, "--folds", "0-9"), ("--folds 5-9: not a fold of Dataset601_Five",)),
-    Case("status-folds-huge", (*STATUS, "--folds", "0-99999999"), ("too large",)),
+    Case("status-folds-huge", (*STATUS, "--folds", "0-99999999"), ("too large",), code=2),
+    Case("folds-all-with-broken-splits", ("grid", "-d", "606", "-f", "all"),
+         ("Dataset606_BrokenSplits/splits_final.json: not a splits",)),
+    Case("status-folds-all-with-broken-splits", ("status", "-d", "604", "-f", "all"),
+         ("Dataset604_BadSplits/splits_final.json: not a splits file",)),
     Case("splits-not-a-list", ("grid", "--datasets", "604"),
          ("Dataset604_BadSplits/splits_final.json: not a splits file (expected a non-empty list",)),
     Case("splits-empty-list", ("grid", "--datasets", "605"), ("Dataset605_EmptySplits/splits_final.json",)),
@@ -262,13 +275,32 @@ def test_hostile_paths_stay_quoted_in_scripts(world: Path, format_: str, capsys:
     assert not list(world.rglob("INJECTED"))
 
 
-def test_missing_splits_warns_and_allows_nnunet_default_folds(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Without splits_final.json the grid assumes nnU-Net's default 5-fold split (0-4) and says so after writing."""
-    result = call_main(cli_main, ["grid", "--datasets", "603", "--trainers", PAPER, "--format", "json"], capsys)
+@pytest.mark.parametrize("folds", [[], ["-f", "all"]], ids=["default", "all"])
+def test_missing_splits_warns_and_allows_nnunet_default_folds(world: Path, capsys: pytest.CaptureFixture[str],
+                                                              folds: list[str]) -> None:
+    """Without splits_final.json the grid assumes nnU-Net's default 5-fold split (0-4) and says so after writing;
+    ``-f all`` is the default."""
+    result = call_main(cli_main, ["grid", "--datasets", "603", "--trainers", PAPER, "--format", "json", *folds],
+                       capsys)
     assert result.code == 0
+    assert len(result.stderr.splitlines()) == 2  # the warning and the job count
     assert [j["fold"] for j in json.loads(result.stdout)["jobs"]] == [0, 1, 2, 3, 4]
     assert (f"warning: no splits_final.json in {world}/preprocessed/{NOSPLIT} or {world}/raw/{NOSPLIT} yet, and "
             f"nnU-Net's default split of {NOSPLIT} has 5 folds; assuming folds 0-4") in result.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ("grid", "--datasets", "601", "--trainers", PAPER, "--folds", "1-2", "--configuration", "2d", "--plans",
+     "nnUNetPlans", "--output", "{tmp}/work/run.sh", "--device", "cpu"),
+    ("status", "--datasets", "601", "--trainers", PAPER, "--folds", "0-1", "--configuration", "2d", "--plans",
+     "nnUNetPlans"),
+], ids=["grid", "status"])
+def test_long_forms_are_the_grammar_not_deprecated(world: Path, capsys: pytest.CaptureFixture[str],
+                                                   argv: tuple[str, ...]) -> None:
+    """grid's and status's old long spellings are the grammar's long forms: they work and print no deprecation."""
+    result = call_main(cli_main, [expand(a, world) for a in argv], capsys)
+    assert result.code == 0, result.stderr
+    assert "deprecated" not in result.stderr and "warning" not in result.stderr
 
 
 def test_default_folds_follow_each_datasets_split(world: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,19 +17,10 @@ from pathlib import Path
 import pytest
 
 from nnunet_se.cli import main as cli_main
-from nnunet_se.errors import UserError, shown
+from nnunet_se.errors import UserError
+from nnunet_se.trainer_registry import families
 from nnunet_se.workflow.env import shim_folder
-from nnunet_se.workflow.matrix import (
-    BASELINE_TRAINER,
-    KNOWN_TRAINERS,
-    TRAINER_FAMILIES,
-    Dataset,
-    build_manifest,
-    check_trainer,
-    expand_trainers,
-    parse_folds,
-    resolve_datasets,
-)
+from nnunet_se.workflow.matrix import Dataset, build_manifest, resolve_datasets
 
 DATASETS = {601: "Dataset601_KvasirSEG", 602: "Dataset602_BUSI", 603: "Dataset603_ISIC2018"}
 TRAINED = "nnUNetTrainerPaper"
@@ -152,52 +143,6 @@ def parse_sbatch(text: str) -> dict[str, str]:
 # --- matrix -----------------------------------------------------------------------------------------------------
 
 
-def test_trainer_families_name_plugin_trainers() -> None:
-    """The static tables (kept so grid does not import torch) name exactly the trainers the plugin defines."""
-    from nnunet_se.trainers import ALL_TRAINERS
-
-    missing = {family: sorted({n for n in names if n != BASELINE_TRAINER} - set(ALL_TRAINERS))
-               for family, names in TRAINER_FAMILIES.items()}
-    assert missing == {"paper": [], "auto": []}, f"not in ALL_TRAINERS: {missing}"
-    assert sorted(KNOWN_TRAINERS) == sorted([BASELINE_TRAINER, *ALL_TRAINERS])
-    assert len(TRAINER_FAMILIES["paper"]) == 6  # Table I's five models + cSE-NS of Fig. 3
-
-
-@pytest.mark.parametrize(
-    ("tokens", "expected"),
-    [
-        (["0-9"], list(range(10))),
-        (["0", "2-3"], [0, 2, 3]),
-        (["0-4,7"], [0, 1, 2, 3, 4, 7]),
-        (["3", "1", "3"], [1, 3]),
-    ],
-)
-def test_parse_folds(tokens: list[str], expected: list[int]) -> None:
-    assert parse_folds(tokens) == expected
-
-
-@pytest.mark.parametrize("token", ["a", "3-1", "-1", "0-", "", "1 2", "0-99999999", "9" * 5000, "\u0661"])
-def test_parse_folds_rejects(token: str) -> None:
-    with pytest.raises(UserError, match=re.escape(f"--folds {shown(token)}")):
-        parse_folds([token])
-
-
-def test_expand_trainers_families_names_and_duplicates() -> None:
-    assert expand_trainers(["paper"]) == list(TRAINER_FAMILIES["paper"])
-    assert expand_trainers(["nnUNetTrainerPaperMono", "paper"])[0] == "nnUNetTrainerPaperMono"
-    assert len(expand_trainers(["paper", "auto", "nnUNetTrainerPaper"])) == 13
-    with pytest.raises(UserError, match="--trainers nnUNetTrainer-Mono: unknown trainer or family; did you mean "
-                                        "nnUNetTrainerMono[?] families: paper, auto; trainers: nnUNetTrainerPaper, "):
-        expand_trainers(["nnUNetTrainer-Mono"])
-
-
-def test_check_trainer_without_families() -> None:
-    """For options that take one trainer (``excitations -tr``), a family name is not a trainer."""
-    assert check_trainer("nnUNetTrainerPaperSSE", "-tr", families=False) == "nnUNetTrainerPaperSSE"
-    with pytest.raises(UserError, match="^-tr paper: unknown trainer; trainers: nnUNetTrainerPaper, "):
-        check_trainer("paper", "-tr", families=False)
-
-
 def test_resolve_datasets_from_each_root(nnunet_dirs: dict[str, Path]) -> None:
     got = resolve_datasets(["601", "602", "Dataset603_ISIC2018"], nnunet_dirs)
     assert got == [Dataset(i, n) for i, n in DATASETS.items()]
@@ -224,10 +169,11 @@ def test_conflicting_dataset_names_are_an_error(nnunet_dirs: dict[str, Path]) ->
 
 def test_full_paper_manifest_is_complete_and_distinct() -> None:
     datasets = [Dataset(i, n) for i, n in DATASETS.items()]
-    jobs = build_manifest(datasets, expand_trainers(["paper"]), parse_folds(["0-9"]))
+    paper = families()["paper"]
+    jobs = build_manifest(datasets, paper, range(10))
     keys = [(j.dataset.id, j.trainer, j.fold) for j in jobs]
-    assert len(keys) == 3 * 6 * 10 == len(set(keys))
-    assert keys[0] == (601, "nnUNetTrainerPaper", 0) and keys[-1] == (603, "nnUNetTrainerPaperCSENoSkip", 9)
+    assert len(keys) == 3 * len(paper) * 10 == len(set(keys))
+    assert keys[0] == (601, "nnUNetTrainerPaper", 0) and keys[-1] == (603, paper[-1], 9)
 
 
 # --- formats ----------------------------------------------------------------------------------------------------
@@ -256,12 +202,14 @@ def test_slurm_array_maps_every_index_to_a_distinct_job(nnunet_dirs: dict[str, P
                                                         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     for dataset in (DATASETS[601], DATASETS[603]):
         write_splits(nnunet_dirs["nnUNet_preprocessed"], dataset, 10)
-    code, script, _ = run_grid(capsys, "--datasets", "601", "602", "603", "--trainers", "paper", "--folds", "0-9",
+    paper = families()["paper"]
+    n = 3 * len(paper) * 10
+    code, script, _ = run_grid(capsys, "-d", "601", "602", "603", "-tr", "paper", "-f", "0-9",
                                "--all", "--format", "slurm", "--slurm-partition", "gpu", "--slurm-time", "2-00:00:00",
                                "--slurm-max-parallel", "16", "--slurm-extra=--mem=64G --account=lab")
     assert code == 0
     directives = parse_sbatch(script)
-    assert directives["array"] == "0-179%16"
+    assert directives["array"] == f"0-{n - 1}%16"
     assert directives["partition"] == "gpu" and directives["time"] == "2-00:00:00" and directives["gpus"] == "1"
     assert directives["mem"] == "64G" and directives["account"] == "lab" and "requeue" in directives
     assert 'export nnUNet_n_proc_DA="${nnUNet_n_proc_DA:-${SLURM_CPUS_PER_TASK:-8}}"' in script
@@ -272,13 +220,13 @@ def test_slurm_array_maps_every_index_to_a_distinct_job(nnunet_dirs: dict[str, P
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
     seen: list[tuple[int, str, int]] = []
-    for index in range(180):
+    for index in range(n):
         result = run_script(path, nnunet_dirs["nnUNet_results"], SLURM_ARRAY_TASK_ID=str(index))
         assert result.returncode == 0, result.stderr
         seen += train_commands(result.stdout) or [("finished", index)]  # type: ignore[list-item]
-    expected = [(d, t, f) for d in DATASETS for t in TRAINER_FAMILIES["paper"] for f in range(10)]
+    expected = [(d, t, f) for d in DATASETS for t in paper for f in range(10)]
     assert seen == [job if job != (601, TRAINED, 0) else ("finished", 0) for job in expected]
-    outside = run_script(path, nnunet_dirs["nnUNet_results"], SLURM_ARRAY_TASK_ID="180")
+    outside = run_script(path, nnunet_dirs["nnUNet_results"], SLURM_ARRAY_TASK_ID=str(n))
     assert outside.returncode == 1 and "outside the manifest" in outside.stderr
 
 
@@ -310,9 +258,10 @@ def test_output_file_is_written_executable(nnunet_dirs: dict[str, Path], capsys:
         (["--datasets", "601", "--format", "slurm", "--slurm-time", "1 day"], "--slurm-time '1 day'"),
         (["--datasets", "601", "--format", "slurm", "--slurm-extra", "mem"], "--slurm-extra mem:"),
         (["--datasets", "601", "--format", "slurm", "--slurm-logs", "my logs"], "cannot contain spaces"),
-        (["--datasets", "609"], "--datasets 609: no Dataset609_"),
-        (["--datasets", "601", "--folds", "x"], "--folds x"),
-        (["--datasets", "601", "-o", "."], "is a folder"),
+        (["--datasets", "609"], "-d/--datasets 609: no Dataset609_"),
+        (["-d", "601", "-f", "7"], "-f/--folds 7: not a fold of Dataset601_KvasirSEG"),
+        (["-d", "601", "-o", "."], "-o .: is a folder; give a file name (grid writes one file)"),
+        (["-d", "601", "-tr", "papr"], "-tr/--trainers papr: unknown trainer or family; did you mean paper?"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(nnunet_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str],
@@ -321,6 +270,36 @@ def test_bad_input_is_one_line_and_writes_nothing(nnunet_dirs: dict[str, Path], 
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("nnunet-se grid: error:") and message in err
     assert not (tmp_path / "nnunet-se-logs").exists()
+
+
+@pytest.mark.parametrize(("folds", "message"), [(["x"], "-f/--folds x: expected fold numbers"),
+                                               (["all", "3"], "-f/--folds all 3: 'all' stands alone")])
+def test_bad_fold_syntax_is_a_usage_error(nnunet_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                          folds: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_grid(capsys, "-d", "601", "-f", *folds)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("usage: nnunet-se grid") and message in err.splitlines()[-1]
+
+
+def test_folds_all_is_every_fold_of_each_split(nnunet_dirs: dict[str, Path],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``-f all`` (the default): 601 has no splits_final.json (nnU-Net's default 0-4, with a warning), 602 ten folds."""
+    code, out, err = run_grid(capsys, "-d", "601", "602", "-tr", TRAINED, "-f", "all", "--all", "--format", "json")
+    assert code == 0
+    assert [(j["dataset_id"], j["fold"]) for j in json.loads(out)["jobs"]] == [(601, f) for f in range(5)] + [
+        (602, f) for f in range(10)]
+    assert "warning: no splits_final.json in" in err and "Dataset601_KvasirSEG has 5 folds; assuming folds 0-4" in err
+    assert run_grid(capsys, "-d", "601", "602", "-tr", TRAINED, "--all", "--format", "json")[1] == out
+
+
+def test_summary_without_checkpoints_is_not_rescheduled(nnunet_dirs: dict[str, Path],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A finished fold whose checkpoints were deleted to save space stays finished: ``--c`` would retrain it."""
+    folder = write_fold(nnunet_dirs["nnUNet_results"], DATASETS[602], TRAINED, 3, FINISHED)
+    (folder / "checkpoint_final.pth").unlink()
+    code, out, _ = run_grid(capsys, "-d", "602", "-tr", TRAINED, "-f", "2-3", "--all", "--format", "json")
+    assert [(j["fold"], j["state"]) for j in json.loads(out)["jobs"]] == [(2, "missing"), (3, "finished")]
 
 
 def test_results_folder_must_be_set(nnunet_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str],

@@ -11,6 +11,7 @@ import pytest
 from test_grid import FINISHED, write_fold
 
 from nnunet_se.cli import main as cli_main
+from nnunet_se.trainer_registry import families
 
 KVASIR, BUSI = "Dataset601_KvasirSEG", "Dataset602_BUSI"
 PAPER, MONO = "nnUNetTrainerPaper", "nnUNetTrainerPaperMono"
@@ -68,8 +69,7 @@ def test_requested_trainers_folds_and_plans(results: Path, capsys: pytest.Captur
     code, out, _ = status(capsys, "--datasets", "602", "--trainers", "paper", "--folds", "0,2")
     assert code == 0
     rows = table(out)
-    assert [r[1] for r in rows] == ["nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPaperSRM",
-                                    "nnUNetTrainerPaperFCA", "nnUNetTrainerPaperMono", "nnUNetTrainerPaperCSENoSkip"]
+    assert [r[1] for r in rows] == list(families()["paper"]) and rows[0][1] == PAPER
     assert rows[0][2:5] == ["0", "-", "2"] and rows[1][2:] == ["-", "-", "0,2", "-"]
     # BUSI has 3-fold splits: folds 3-9 do not exist (nnU-Net would train them on a random split)
     code, out, err = status(capsys, "--datasets", "602", "--folds", "0-9")
@@ -98,7 +98,8 @@ def test_nan_fold_is_not_counted_and_json_stays_valid(results: Path, capsys: pyt
     summary.write_text('{"foreground_mean": {"Dice": NaN}, "metric_per_case": []}')  # json.dump(float("nan"))
     code, out, _ = status(capsys, "--datasets", "601", "--trainers", PAPER)
     mean, std = statistics.fmean([0.8, 0.9]), statistics.stdev([0.8, 0.9])
-    assert code == 0 and table(out) == [[KVASIR, PAPER, "0-1,4", "2-3", "-", f"{mean:.4f} +- {std:.4f} (n=2); NaN: fold 4"]]
+    assert code == 0 and table(out) == [
+        [KVASIR, PAPER, "0-1,4", "2-3", "-", f"{mean:.4f} +- {std:.4f} (n=2); NaN: fold 4"]]
     code, out, _ = status(capsys, "--datasets", "601", "--json")
 
     def reject(constant: str) -> None:
@@ -115,6 +116,17 @@ def test_nan_fold_is_not_counted_and_json_stays_valid(results: Path, capsys: pyt
     code, out, _ = status(capsys, "--datasets", "601", "--json")
     mono = {r["trainer"]: r for r in json.loads(out, parse_constant=reject)}[MONO]
     assert (mono["dice_n"], mono["dice_mean"], mono["dice_std"], mono["dice_nan"]) == (0, None, None, [0])
+
+
+def test_states_follow_the_one_finished_rule(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A summary beside checkpoint_latest.pth is a newer training's stale result (running, no Dice); a summary whose
+    checkpoints were deleted is finished; ``-f all`` is the default."""
+    write_fold(results, KVASIR, PAPER, 2, ("validation/summary.json",), dice=0.1)  # beside checkpoint_latest.pth
+    (results / KVASIR / f"{PAPER}__nnUNetPlans__2d" / "fold_1" / "checkpoint_final.pth").unlink()
+    code, out, _ = status(capsys, "-d", "601", "-tr", PAPER, "-f", "all")
+    mean, std = statistics.fmean([0.8, 0.9]), statistics.stdev([0.8, 0.9])
+    assert code == 0 and table(out) == [[KVASIR, PAPER, "0-1", "2-3", "4", f"{mean:.4f} +- {std:.4f} (n=2)"]]
+    assert status(capsys, "-d", "601", "-tr", PAPER)[1] == out
 
 
 def test_broken_summary_is_one_line_error(results: Path, capsys: pytest.CaptureFixture[str]) -> None:

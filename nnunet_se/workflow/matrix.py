@@ -1,15 +1,13 @@
-"""The benchmark matrix: (dataset, trainer, fold) jobs, and the state of each in ``nnUNet_results``.
+"""The benchmark matrix: nnU-Net datasets, their splits' folds, and (dataset, trainer, fold) jobs.
 
-Shared by ``nnunet-se grid`` and ``nnunet-se status``. Importing this module does not import torch or nnU-Net,
-so both commands start in well under a second; the trainer families below are a static table that
-``tests/test_grid.py`` checks against ``nnunet_se.trainers.ALL_TRAINERS``.
-
-The state and Dice of each fold are read by :mod:`nnunet_se.results` (the one finished rule).
+Shared by ``nnunet-se grid``, ``nnunet-se status`` and ``nnunet-se-analyze table`` / ``excitations`` (``-f all``).
+Importing this module does not import torch or nnU-Net. Trainer names and families come from
+:mod:`nnunet_se.trainer_registry`; the state and Dice of each fold from :mod:`nnunet_se.results` (the one finished
+rule).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -19,55 +17,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_se.cli_options import ALL_FOLDS, FOLDS_OPTION
 from nnunet_se.errors import UserError, shown
 from nnunet_se.results import DATASET_RE
 
-BASELINE_TRAINER = "nnUNetTrainer"
-TRAINER_FAMILIES: dict[str, tuple[str, ...]] = {
-    # Table I (U-Net, +cSE, +SRM, +FCA, +Mono) and Fig. 3's cSE without skips, on the paper's fixed U-Net.
-    "paper": (
-        "nnUNetTrainerPaper",
-        "nnUNetTrainerPaperCSE",
-        "nnUNetTrainerPaperSRM",
-        "nnUNetTrainerPaperFCA",
-        "nnUNetTrainerPaperMono",
-        "nnUNetTrainerPaperCSENoSkip",
-    ),
-    # nnU-Net's own planned network, plain and with every recalibration module.
-    "auto": (
-        BASELINE_TRAINER,
-        "nnUNetTrainerCSE",
-        "nnUNetTrainerSSE",
-        "nnUNetTrainerSCSE",
-        "nnUNetTrainerSRM",
-        "nnUNetTrainerFCA",
-        "nnUNetTrainerMono",
-    ),
-}
-# The plugin's other trainers (ablations and each module's original flavour): valid --trainers names, in no family.
-OTHER_TRAINERS = (
-    "nnUNetTrainerPaperSSE",
-    "nnUNetTrainerPaperSCSE",
-    "nnUNetTrainerCSE_original",
-    "nnUNetTrainerSSE_original",
-    "nnUNetTrainerSCSE_original",
-    "nnUNetTrainerSRM_original",
-    "nnUNetTrainerFCA_original",
-)
-KNOWN_TRAINERS: tuple[str, ...] = tuple(dict.fromkeys([*TRAINER_FAMILIES["paper"], *TRAINER_FAMILIES["auto"],
-                                                       *OTHER_TRAINERS]))
+DATASETS_OPTION = "-d/--datasets"
 NNUNET_ROOTS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 DEFAULT_CONFIGURATION = "2d"
 DEFAULT_PLANS = "nnUNetPlans"
 NNUNET_DEFAULT_FOLDS = 5  # nnU-Net's own split (made on the first training when there is no splits_final.json)
 DEFAULT_FOLDS = tuple(range(NNUNET_DEFAULT_FOLDS))
-MAX_FOLD = 999  # largest fold number accepted anywhere (keeps a typo like 0-99999999 from building huge lists)
 MAX_NAME_LENGTH = 100  # configuration and plans names: <trainer>__<plans>__<configuration> is one folder name
 _DATASET_ID_RE = re.compile(r"\d{1,3}", re.ASCII)
 # nnU-Net configuration names (2d, 3d_fullres, 3d_cascade_fullres) and plans identifiers (nnUNetResEncUNetMPlans):
 # a word of letters, digits, '_', '.', '-' that does not start like an option. Nothing a shell or read(1) splits on.
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", re.ASCII)
-_FOLD_RANGE_RE = re.compile(r"(\d{1,9})(?:-(\d{1,9}))?", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -135,48 +99,22 @@ def resolve_datasets(tokens: Sequence[str], roots: Mapping[str, Path | None]) ->
         if match and int(match.group(1)) >= 1:
             number = int(match.group(1))
             if number in known and known[number] != token:
-                raise UserError(f"--datasets {token}: dataset id {number} is {known[number]} in the nnU-Net folders")
+                raise UserError(f"{DATASETS_OPTION} {token}: dataset id {number} is {known[number]} in the nnU-Net "
+                                "folders")
             datasets.append(Dataset(number, token))
             continue
         if not _DATASET_ID_RE.fullmatch(token) or not 1 <= int(token) <= 999:
-            raise UserError(f"--datasets {shown(token)}: expected a dataset id (1-999) or a DatasetNNN_Name folder "
-                            "name")
+            raise UserError(f"{DATASETS_OPTION} {shown(token)}: expected a dataset id (1-999) or a DatasetNNN_Name "
+                            "folder name")
         number = int(token)
         if number not in known:
             searched = ", ".join(f"{k}={v}" for k, v in roots.items() if v is not None) or "none set"
-            raise UserError(f"--datasets {token}: no Dataset{number:03d}_* folder in the nnU-Net folders "
+            raise UserError(f"{DATASETS_OPTION} {token}: no Dataset{number:03d}_* folder in the nnU-Net folders "
                             f"({searched})")
         datasets.append(Dataset(number, known[number]))
     if len(set(datasets)) != len(datasets):
-        raise UserError(f"--datasets {' '.join(map(shown, tokens))}: a dataset is named twice")
+        raise UserError(f"{DATASETS_OPTION} {' '.join(map(shown, tokens))}: a dataset is named twice")
     return datasets
-
-
-def check_trainer(name: str, option: str = "--trainers", families: bool = True) -> str:
-    """``name`` if it is a known trainer (or, with ``families``, a family), else a UserError that lists them and
-    suggests the closest. Shared by every command that takes a trainer name."""
-    choices = [*TRAINER_FAMILIES, *KNOWN_TRAINERS] if families else list(KNOWN_TRAINERS)
-    if name in choices:
-        return name
-    close = difflib.get_close_matches(name, choices, n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
-    listed = f"families: {', '.join(TRAINER_FAMILIES)}; " if families else ""
-    raise UserError(f"{option} {shown(name)}: unknown trainer{' or family' if families else ''}; {hint}{listed}"
-                    f"trainers: {', '.join(KNOWN_TRAINERS)}")
-
-
-def expand_trainers(tokens: Sequence[str]) -> list[str]:
-    """Trainer names from family names (``paper``, ``auto``) and known trainer names, in order, without duplicates.
-
-    Any other name is an error listing the known ones: a typo would otherwise become a job that fails (or, for
-    ``status``, a row of missing folds).
-    """
-    trainers: list[str] = []
-    for token in tokens:
-        for name in TRAINER_FAMILIES.get(check_trainer(token), (token,)):
-            if name not in trainers:
-                trainers.append(name)
-    return trainers
 
 
 def check_name(option: str, value: str) -> str:
@@ -189,24 +127,6 @@ def check_name(option: str, value: str) -> str:
         raise UserError(f"{option} {shown(value)}: expected a name of letters, digits, '_', '.' or '-' (at most "
                         f"{MAX_NAME_LENGTH} characters, not starting with '-' or '.'), such as 2d or nnUNetPlans")
     return value
-
-
-def parse_folds(tokens: Sequence[str]) -> list[int]:
-    """Folds from ``0-9``, ``0 1 2`` or ``0-4,7`` (sorted, unique, each at most ``MAX_FOLD``)."""
-    folds: set[int] = set()
-    for token in tokens:
-        for part in token.split(","):
-            match = _FOLD_RANGE_RE.fullmatch(part.strip())
-            if not match:
-                raise UserError(f"--folds {shown(token)}: expected fold numbers or ranges like 0-9 or 0,2,4")
-            first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-            if last < first:
-                raise UserError(f"--folds {shown(token)}: range {part} is empty")
-            if last > MAX_FOLD:
-                raise UserError(f"--folds {shown(token)}: fold {last} is too large (folds are numbered 0-{MAX_FOLD} "
-                                "at most)")
-            folds.update(range(first, last + 1))
-    return sorted(folds)
 
 
 def fold_ranges(folds: Iterable[int]) -> str:
@@ -290,9 +210,19 @@ def check_folds(folds: Sequence[int], roots: Mapping[str, Path | None], dataset:
     split = dataset_folds(roots, dataset)
     outside = sorted(set(folds) - set(split.folds))
     if outside:
-        raise UserError(f"--folds {fold_ranges(outside)}: not a fold of {dataset.name} ({split.source}, "
+        raise UserError(f"{FOLDS_OPTION} {fold_ranges(outside)}: not a fold of {dataset.name} ({split.source}, "
                         f"{fold_ranges(split.folds)}); nnU-Net would train it on a random split of its own")
     return split
+
+
+def folds_for(requested: Sequence[int] | str | None, roots: Mapping[str, Path | None],
+              dataset: Dataset) -> tuple[list[int], SplitFolds]:
+    """The folds ``-f`` names for ``dataset`` and its split: ``requested`` after :func:`check_folds`, or for ``all``
+    (and when ``-f`` is not given) every fold of the split."""
+    if requested is None or requested == ALL_FOLDS:
+        split = dataset_folds(roots, dataset)
+        return list(split.folds), split
+    return list(requested), check_folds(requested, roots, dataset)
 
 
 def build_manifest(datasets: Sequence[Dataset], trainers: Sequence[str],

@@ -1,6 +1,8 @@
 """``nnunet-se status``: finished / running / missing folds per dataset and trainer, with the Dice so far.
 
-Reads ``nnUNet_results`` only (no torch import). Dice is the foreground mean of each finished fold's
+Reads ``nnUNet_results`` through :mod:`nnunet_se.results` (the one finished rule); ``-tr`` looks names and
+families up in the trainer registry, which imports torch (about 4 s), so without ``-tr`` no torch is imported.
+Dice is the foreground mean of each finished fold's
 ``validation/summary.json``, reported as mean +- sample std over the finished folds with a finite Dice; folds whose
 summary holds NaN (no foreground anywhere) are listed separately and not counted in n.
 """
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nnunet_se import cli_options
 from nnunet_se.errors import UserError
 from nnunet_se.results import fold_numbers, read_fold
 from nnunet_se.workflow.matrix import (
@@ -21,15 +24,12 @@ from nnunet_se.workflow.matrix import (
     DEFAULT_PLANS,
     Dataset,
     Job,
-    check_folds,
     check_name,
-    dataset_folds,
-    expand_trainers,
     find_datasets,
     fold_ranges,
+    folds_for,
     mean_std,
     nnunet_roots,
-    parse_folds,
     resolve_datasets,
 )
 
@@ -72,18 +72,21 @@ def trained_trainers(results: Path, dataset: Dataset, plans: str, configuration:
     return sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.is_dir() and p.name.endswith(suffix))
 
 
-def folds_of(results: Path, roots: Mapping[str, Path | None], dataset: Dataset, trainers: Sequence[str], plans: str,
-             configuration: str) -> list[int]:
-    """Expected folds: those of ``splits_final.json`` (0-4 without one), plus any ``fold_k`` already present."""
-    folds = set(dataset_folds(roots, dataset).folds)
-    for trainer in trainers:
-        folds.update(fold_numbers(results / dataset.name / f"{trainer}__{plans}__{configuration}"))
-    return sorted(folds)
+def expected_folds(results: Path, roots: Mapping[str, Path | None], dataset: Dataset, trainers: Sequence[str],
+                   folds: Sequence[int] | str | None, plans: str, configuration: str) -> list[int]:
+    """``folds`` checked against the dataset's split; for ``all`` (or None) the folds of ``splits_final.json`` (0-4
+    without one) plus any ``fold_k`` already present."""
+    expected, _ = folds_for(folds, roots, dataset)
+    if folds is None or folds == cli_options.ALL_FOLDS:
+        for trainer in trainers:
+            expected += fold_numbers(results / dataset.name / f"{trainer}__{plans}__{configuration}")
+    return sorted(set(expected))
 
 
 def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset], trainers: Sequence[str] | None,
-            folds: Sequence[int] | None, plans: str, configuration: str, raw: Path | None = None) -> list[Row]:
-    """One row per (dataset, trainer); trainers default to those found in the results folder.
+            folds: Sequence[int] | str | None, plans: str, configuration: str, raw: Path | None = None) -> list[Row]:
+    """One row per (dataset, trainer); trainers default to those found in the results folder, folds (``-f``: a
+    list, ``all`` or None) to :func:`expected_folds`.
 
     ``preprocessed`` and ``raw`` are where the datasets' ``splits_final.json`` is looked for (see
     :func:`nnunet_se.workflow.matrix.splits_file`).
@@ -92,11 +95,7 @@ def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset
     rows = []
     for dataset in datasets:
         names = list(trainers) if trainers else trained_trainers(results, dataset, plans, configuration)
-        if folds:
-            check_folds(folds, roots, dataset)
-            expected = list(folds)
-        else:
-            expected = folds_of(results, roots, dataset, names, plans, configuration)
+        expected = expected_folds(results, roots, dataset, names, folds, plans, configuration)
         for trainer in names:
             row = Row(dataset.name, trainer)
             for fold in expected:
@@ -123,20 +122,23 @@ def render_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str], prog: str) -> int:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
-    parser.add_argument("--datasets", nargs="+", metavar="ID", help="dataset ids or names (default: all in results)")
-    parser.add_argument("--trainers", nargs="+", metavar="NAME",
-                        help="trainer names or families paper/auto (default: those found in the results)")
-    parser.add_argument("--folds", nargs="+", help="folds, e.g. 0-9 (default: the folds of splits_final.json)")
-    parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION, help="default: %(default)s")
-    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help="default: %(default)s")
+    cli_options.add_datasets(parser, help="dataset ids or folder names (default: every dataset in nnUNet_results)")
+    cli_options.add_trainers(parser, help="trainer class names or family names (paper, auto, original) (default: "
+                                          "the trainers found in the results)")
+    cli_options.add_folds(parser, help="fold indices: 0-9, 0 1 2 or 0-4,7, or all (default: all = the folds of "
+                                       "splits_final.json, 0-4 without one, plus any fold_k present)")
+    cli_options.add_configuration(parser, DEFAULT_CONFIGURATION)
+    cli_options.add_plans(parser, DEFAULT_PLANS)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
     check_name("-c", args.configuration)
     check_name("-p", args.plans)
-    trainers = expand_trainers(args.trainers) if args.trainers else None
-    folds = parse_folds(args.folds) if args.folds else None
     roots = nnunet_roots()
     results = roots["nnUNet_results"]
     if results is None:
@@ -147,8 +149,13 @@ def main(argv: list[str], prog: str) -> int:
         datasets = resolve_datasets(args.datasets, roots)
     else:
         datasets = [Dataset(i, name) for i, name in find_datasets([results]).items()]
-    rows = collect(results, roots["nnUNet_preprocessed"], datasets, trainers, folds, args.plans, args.configuration,
-                   raw=roots["nnUNet_raw"])
+    trainers = None
+    if args.trainers:
+        from nnunet_se.trainer_registry import expand_trainers  # imports the trainers (about 4 s)
+
+        trainers = expand_trainers(args.trainers, "-tr/--trainers")
+    rows = collect(results, roots["nnUNet_preprocessed"], datasets, trainers, args.folds, args.plans,
+                   args.configuration, raw=roots["nnUNet_raw"])
     if args.json:
         print(json.dumps([r.as_json() for r in rows], indent=2, allow_nan=False))
     elif not rows:
