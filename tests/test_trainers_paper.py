@@ -19,7 +19,8 @@ from trainer_checks import assert_network_keeps_the_promise, promise
 from nnunet_se.modules import parameter_count
 from nnunet_se.trainer_registry import families
 from nnunet_se.trainers.early_stopping import EarlyStopping, read_case_table_columns, split_early_stopping
-from nnunet_se.trainers.paper import ES_SPLIT_FILE, PAPER_TRAINERS, nnUNetTrainerPaper, nnUNetTrainerPaperMono
+from nnunet_se.trainers.paper import PAPER_TRAINERS, nnUNetTrainerPaper, nnUNetTrainerPaperMono
+from nnunet_se.trainers.paper_data import ES_SPLIT_FILE
 from nnunet_se.trainers.paper_network import build_paper_unet
 from nnunet_se.trainers.paper_selection import CHECKPOINT_KEY
 from nnunet_se.trainers.plateau import build_plateau_scheduler
