@@ -1,17 +1,26 @@
-"""The three top-level folders are installed under the one namespace ``nnunet_se``."""
+"""Packaging: the three top-level folders are installed under the one namespace ``nnunet_se``, and the declared
+dependencies are exactly the third-party distributions the installed code imports."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.metadata
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPED = {"nnunet_se.conversion": "conversion", "nnunet_se.trainers": "trainers", "nnunet_se.analysis": "analysis"}
+INSTALLED_FOLDERS = ("nnunet_se", *MAPPED.values())
+# Distributions needed at run time that no source file imports by name: distribution -> (the source text that
+# needs it, why). The test declares them needed exactly while that text occurs in the installed code.
+RUNTIME_ONLY = {"jinja2": (".to_latex(", "pandas renders DataFrame.to_latex through its jinja2 Styler")}
 
 
 @pytest.mark.parametrize("package, folder", sorted(MAPPED.items()))
@@ -61,3 +70,53 @@ def test_wheel_contains_and_imports_mapped_packages(tmp_path: Path) -> None:
     assert len(out) == 3
     for path in out:
         assert Path(path).resolve().is_relative_to(target.resolve())
+
+
+def _source_files() -> list[Path]:
+    return sorted(f for folder in INSTALLED_FOLDERS for f in (ROOT / folder).rglob("*.py"))
+
+
+def _imported_top_level_modules() -> dict[str, str]:
+    """Absolute imports of the installed code that are neither stdlib nor first party: module -> first file."""
+    found: dict[str, str] = {}
+    for path in _source_files():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "nnunet_se":
+                    found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+def test_declared_dependencies_are_the_imported_ones() -> None:
+    """pyproject's ``dependencies`` == the distributions of the imported third-party modules (import names mapped
+    by ``importlib.metadata.packages_distributions()``) + the run-time-only ones whose use is in the source."""
+    tomllib = pytest.importorskip("tomllib")
+    declared = {
+        canonicalize_name(Requirement(r).name)
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    distributions = importlib.metadata.packages_distributions()
+    imported = _imported_top_level_modules()
+    unmapped = sorted(f"{module} ({where})" for module, where in imported.items() if module not in distributions)
+    assert not unmapped, f"imported but not installed: {unmapped}"
+    needed = {canonicalize_name(d) for module in imported for d in distributions[module]}
+    source = "".join(path.read_text() for path in _source_files())
+    needed |= {dist for dist, (text, _) in RUNTIME_ONLY.items() if text in source}
+    assert sorted(needed - declared) == [], "imported but not declared in pyproject.toml"
+    assert sorted(declared - needed) == [], "declared in pyproject.toml but never imported"
+
+
+def test_import_scan_sees_lazy_and_nested_imports() -> None:
+    """Control: imports inside functions and try blocks count (torchvision in the self-check, matplotlib in the
+    demo report), relative imports and first-party modules do not."""
+    imported = _imported_top_level_modules()
+    assert imported["torchvision"] == "nnunet_se/workflow/selfcheck.py"
+    assert {"matplotlib", "numpy", "torch"} <= set(imported)
+    assert "nnunet_se" not in imported and "os" not in imported
