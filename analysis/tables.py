@@ -3,21 +3,25 @@
 Dice is reported in %. The std is the sample std over folds (ddof = 1). Tests pair a model with its baseline on
 the folds both finished (t-tests) and on the (fold, case) pairs both evaluated with a non-empty case (Wilcoxon).
 By default every test is one-sided (H1: the model beats its baseline), so the marks flag improvements only, as the
-paper's Table I does; ``alternative="two-sided"`` flags any difference.
+paper's Table I does; ``alternative="two-sided"`` flags any difference. Baselines and the row order come from the
+trainer registry (its first use imports the trainers, about 4 s). Tables are built as pandas frames and written as
+markdown, LaTeX or CSV from them.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from nnunet_se.analysis.paper_values import paper_value
 from nnunet_se.analysis.stats import holm, nadeau_bengio, paired_ttest, significance_mark, wilcoxon
 from nnunet_se.results import FoldResult, FoldState
+from nnunet_se.trainer_registry import baseline_of, trainer_infos
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Entry:
     best: bool = False
     paper: tuple[float, float, str] | None = None
     alternative: str = "greater"
+    test_train_ratio: float = math.nan  # Nadeau-Bengio n_test/n_train used for this dataset
 
     @property
     def mark(self) -> str:
@@ -54,41 +59,46 @@ class Entry:
         return {**asdict(self), "mark": self.mark}
 
 
-BASELINES = ("nnUNetTrainer", "nnUNetTrainerPaper")
-
-
-def row_order(model: str) -> tuple[bool, str]:
-    """Sort key: the baseline trainers first, then by folder name."""
-    return model.split("__")[0] not in BASELINES, model
-
-
-def default_baseline(model: str) -> str:
-    """``nnUNetTrainerPaper`` for the paper family, else ``nnUNetTrainer``, with the model's plans and config."""
+def default_baseline(model: str) -> str | None:
+    """The model folder of ``model``'s registry baseline with the same plans and configuration; None for a baseline
+    and for trainers the registry does not know."""
     trainer, plans, config = model.split("__")
-    base = "nnUNetTrainerPaper" if trainer.startswith("nnUNetTrainerPaper") else "nnUNetTrainer"
-    return f"{base}__{plans}__{config}"
+    base = baseline_of(trainer)
+    return None if base is None else f"{base}__{plans}__{config}"
+
+
+def row_order(models: Sequence[str], baselines: Sequence[str]) -> list[str]:
+    """``models`` with the baselines first, then in trainer registry order (unknown trainers last), then by name."""
+    position = {name: i for i, name in enumerate(trainer_infos())}
+    return sorted(models, key=lambda m: (m not in baselines, position.get(m.split("__")[0], len(position)), m))
 
 
 def build_table(
     results: Sequence[FoldResult],
     baseline: str | None = None,
-    expected_folds: Sequence[int] | None = None,
-    test_train_ratio: float = 0.25,
+    expected_folds: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+    test_train_ratio: float | Mapping[str, float] = 0.25,
     compare_paper: bool = False,
     alternative: str = "greater",
 ) -> list[Entry]:
-    """Entries per dataset and model. ``baseline`` is a trainer name (same plans/config) or a full model folder name.
+    """Entries per dataset and model. ``baseline`` is a trainer name (same plans/config) or a full model folder name;
+    by default each model's registry baseline (:func:`default_baseline`).
 
-    Folds expected per dataset: ``expected_folds`` or the union of the folds found for that dataset.
+    Folds expected per dataset: ``expected_folds`` (the same for every dataset, or per dataset name) or the union of
+    the folds found for that dataset. ``test_train_ratio``: the Nadeau-Bengio n_test/n_train, one value or one per
+    dataset name.
     """
     by_model: dict[tuple[str, str], dict[int, FoldResult]] = defaultdict(dict)
     for r in results:
         by_model[(r.dataset, r.model)][r.fold] = r
     entries: list[Entry] = []
     for dataset in sorted({d for d, _ in by_model}):
-        models = sorted((m for d, m in by_model if d == dataset), key=row_order)
-        expected = sorted(expected_folds) if expected_folds is not None else sorted(
-            {f for m in models for f in by_model[(dataset, m)]})
+        found = [m for d, m in by_model if d == dataset]
+        bases = {m: _resolve_baseline(m, baseline, found) for m in found}
+        models = row_order(found, [b for b in bases.values() if b is not None])
+        wanted = expected_folds.get(dataset) if isinstance(expected_folds, Mapping) else expected_folds
+        expected = sorted(wanted) if wanted is not None else sorted({f for m in models for f in by_model[(dataset, m)]})
+        ratio = test_train_ratio[dataset] if isinstance(test_train_ratio, Mapping) else test_train_ratio
         for model in models:
             folds = by_model[(dataset, model)]
             done = {f: r for f, r in folds.items() if r.finished}
@@ -104,11 +114,11 @@ def build_table(
                 missing_folds=sorted(set(expected) - {f for f, r in folds.items() if r.state is not FoldState.MISSING}),
                 paper=paper_value(dataset, model.split("__")[0]) if compare_paper else None,
                 alternative=alternative,
+                test_train_ratio=ratio,
             )
-            base_name = _resolve_baseline(model, baseline, models)
+            base_name = bases[model]
             if base_name is not None and base_name != model:
-                _compare(entry, done, {f: r for f, r in by_model[(dataset, base_name)].items() if r.finished},
-                         test_train_ratio)
+                _compare(entry, done, {f: r for f, r in by_model[(dataset, base_name)].items() if r.finished}, ratio)
                 entry.baseline = base_name
             entries.append(entry)
         _holm_and_best([e for e in entries if e.dataset == dataset])
@@ -116,6 +126,7 @@ def build_table(
 
 
 def _resolve_baseline(model: str, baseline: str | None, models: Sequence[str]) -> str | None:
+    """The model folder ``model`` is tested against, if it is among ``models``."""
     if baseline is None:
         name = default_baseline(model)
     elif "__" in baseline:
@@ -180,23 +191,36 @@ def _paper_cell(e: Entry | None, latex: bool) -> str:
     return f"{mean:.2f} ± {std:.2f}" + (f" {mark}" if mark else "")
 
 
-def _grid(entries: Sequence[Entry], latex: bool) -> tuple[list[str], list[list[str]]]:
+def grid_frame(entries: Sequence[Entry], latex: bool) -> pd.DataFrame:
+    """Table I: one row per model (``model`` column: its label), one column per dataset (and ``<dataset> (paper)``
+    beside it when the paper's values are compared); "–" where a model has no result."""
     datasets = sorted({e.dataset for e in entries})
     compare = any(e.paper is not None for e in entries)
-    header = ["model"]
-    for d in datasets:
-        header += [d, f"{d} (paper)"] if compare else [d]
-    cells = {(e.dataset, e.model): e for e in entries}
     labels = _labels(entries)
-    rows = []
-    for model in sorted(labels, key=row_order):
-        row = [labels[model]]
-        for d in datasets:
-            row.append(_cell(cells.get((d, model)), latex))
-            if compare:
-                row.append(_paper_cell(cells.get((d, model)), latex))
-        rows.append(row)
-    return header, rows
+    rows: dict[str, dict[str, str]] = {labels[m]: {} for m in row_order(list(labels), [e.baseline for e in entries
+                                                                                       if e.baseline])}
+    for e in entries:
+        rows[labels[e.model]] |= {e.dataset: _cell(e, latex), f"{e.dataset} (paper)": _paper_cell(e, latex)}
+    columns = [c for d in datasets for c in ([d, f"{d} (paper)"] if compare else [d])]
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns).fillna("–")
+    return frame.rename_axis("model").reset_index()
+
+
+def details_frame(entries: Sequence[Entry]) -> pd.DataFrame:
+    """The tests and counts behind each cell, one row per dataset x model, formatted for the markdown notes."""
+    labels = _labels(entries)
+    return pd.DataFrame([{
+        "dataset": e.dataset, "model": labels[e.model], "baseline": labels.get(e.baseline, e.baseline) or "–",
+        "folds": len(e.folds), "t-test p": _p(e.p_ttest), "Nadeau-Bengio p": _p(e.p_nadeau_bengio),
+        "Wilcoxon p (cases)": f"{_p(e.p_wilcoxon)} ({e.n_paired_cases})", "Holm p": _p(e.p_wilcoxon_holm),
+        "cases": e.n_cases, "empty ref": e.n_empty_reference, "excluded (NaN)": e.n_empty_excluded,
+        "unfinished": _folds(e.unfinished_folds), "missing": _folds(e.missing_folds)} for e in entries])
+
+
+def markdown_table(frame: pd.DataFrame) -> list[str]:
+    """A pipe table, one line per row (pandas' own ``to_markdown`` needs the undeclared ``tabulate``)."""
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
 
 
 def _p(p: float) -> str:
@@ -208,27 +232,25 @@ def _sides(entries: Sequence[Entry]) -> str:
     return "two-sided: any difference" if two else "one-sided: improvements only"
 
 
-def render_markdown(entries: Sequence[Entry], ratio: float) -> str:
-    header, rows = _grid(entries, latex=False)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += ["", "Dice (%) mean ± std (ddof 1) over finished folds; bold = best mean per dataset; "
-              f"† p ≤ 0.05, ‡ p ≤ 0.01 (paired t-test over folds vs the baseline, {_sides(entries)}).", "",
-              "| dataset | model | baseline | folds | t-test p | Nadeau-Bengio p | Wilcoxon p (cases) | Holm p | "
-              "cases | empty ref | excluded (NaN) | unfinished | missing |",
-              "|" + "---|" * 13]
+def _ratios(entries: Sequence[Entry]) -> str:
+    """``0.25`` when every dataset used the same ratio, else ``Dataset601_A 0.111111, Dataset602_B 0.25``."""
+    ratios = dict(sorted({e.dataset: e.test_train_ratio for e in entries}.items()))
+    if len(set(ratios.values())) == 1:
+        return f"{next(iter(ratios.values())):g}"
+    return ", ".join(f"{d} {r:g}" for d, r in ratios.items())
+
+
+def render_markdown(entries: Sequence[Entry]) -> str:
+    lines = [*markdown_table(grid_frame(entries, latex=False)),
+             "", "Dice (%) mean ± std (ddof 1) over finished folds; bold = best mean per dataset; "
+             f"† p ≤ 0.05, ‡ p ≤ 0.01 (paired t-test over folds vs the baseline, {_sides(entries)}).", "",
+             *markdown_table(details_frame(entries)),
+             "", f"All p-values {_sides(entries)}. Nadeau-Bengio corrected resampled t-test with n_test/n_train = "
+             f"{_ratios(entries)}. Wilcoxon signed-rank "
+             "over per-case Dice pooled across the paired folds, Holm-corrected over the models of each dataset. "
+             "Cases with an empty reference and an empty prediction have NaN Dice in nnU-Net and are excluded "
+             "(column 'excluded'); an empty reference with a non-empty prediction counts as Dice 0."]
     labels = _labels(entries)
-    for e in entries:
-        lines.append(
-            f"| {e.dataset} | {labels[e.model]} | {labels.get(e.baseline, e.baseline) or '–'} | "
-            f"{len(e.folds)} | {_p(e.p_ttest)} | {_p(e.p_nadeau_bengio)} | {_p(e.p_wilcoxon)} "
-            f"({e.n_paired_cases}) | {_p(e.p_wilcoxon_holm)} | {e.n_cases} | {e.n_empty_reference} | "
-            f"{e.n_empty_excluded} | {_folds(e.unfinished_folds)} | {_folds(e.missing_folds)} |")
-    lines += ["", f"All p-values {_sides(entries)}. Nadeau-Bengio corrected resampled t-test with n_test/n_train = "
-              f"{ratio:g}. Wilcoxon signed-rank "
-              "over per-case Dice pooled across the paired folds, Holm-corrected over the models of each dataset. "
-              "Cases with an empty reference and an empty prediction have NaN Dice in nnU-Net and are excluded "
-              "(column 'excluded'); an empty reference with a non-empty prediction counts as Dice 0."]
     incomplete = [e for e in entries if e.unfinished_folds or e.missing_folds]
     if incomplete:
         lines += ["", "Incomplete (never averaged in): " + "; ".join(
@@ -241,26 +263,22 @@ def _folds(folds: Sequence[int]) -> str:
     return ",".join(map(str, folds)) if folds else "–"
 
 
-def render_latex(entries: Sequence[Entry], ratio: float) -> str:
-    header, rows = _grid(entries, latex=True)
-    esc = [h.replace("_", "\\_") for h in header]
-    lines = ["\\begin{tabular}{l" + "c" * (len(header) - 1) + "}", "\\toprule", " & ".join(esc) + " \\\\",
-             "\\midrule"]
-    lines += [" & ".join([r[0].replace("_", "\\_"), *r[1:]]) + " \\\\" for r in rows]
-    lines += ["\\bottomrule", "\\end{tabular}",
-              f"% Dice (%) mean $\\pm$ std over folds; $^\\dagger$ p<=0.05, $^\\ddagger$ p<=0.01 (paired t-test vs "
-              f"baseline, {_sides(entries)}); Nadeau-Bengio ratio {ratio:g}"]
-    return "\n".join(lines) + "\n"
+def render_latex(entries: Sequence[Entry]) -> str:
+    frame = grid_frame(entries, latex=True)
+    frame.columns = [str(c).replace("_", "\\_") for c in frame.columns]
+    frame.iloc[:, 0] = frame.iloc[:, 0].str.replace("_", "\\_")
+    table = frame.to_latex(index=False, escape=False, column_format="l" + "c" * (frame.shape[1] - 1))
+    return table + (f"% Dice (%) mean $\\pm$ std over folds; $^\\dagger$ p<=0.05, $^\\ddagger$ p<=0.01 (paired t-test "
+                    f"vs baseline, {_sides(entries)}); Nadeau-Bengio ratio {_ratios(entries)}\n")
 
 
-def entry_rows(entries: Sequence[Entry]) -> list[dict]:
-    """Flat rows for CSV (lists joined by spaces, the paper tuple split)."""
-    rows = []
-    for e in entries:
-        d = e.as_dict()
-        paper = d.pop("paper")
-        d.update({k: " ".join(map(str, d[k])) for k in ("folds", "unfinished_folds", "missing_folds")})
-        d.update(paper_mean=paper[0] if paper else "", paper_std=paper[1] if paper else "",
-                 paper_mark=paper[2] if paper else "")
-        rows.append(d)
-    return rows
+def entries_csv(entries: Sequence[Entry]) -> str:
+    """One CSV row per dataset x model: every field of :class:`Entry` (fold lists joined by spaces, the paper's
+    value split into ``paper_mean``, ``paper_std``, ``paper_mark``) and the mark."""
+    frame = pd.DataFrame([e.as_dict() for e in entries])
+    for column in ("folds", "unfinished_folds", "missing_folds"):
+        frame[column] = frame[column].map(lambda folds: " ".join(map(str, folds)))
+    frame["baseline"] = frame["baseline"].fillna("")
+    paper = frame.pop("paper").map(lambda v: v or ("", "", ""))
+    frame[["paper_mean", "paper_std", "paper_mark"]] = pd.DataFrame(paper.tolist(), index=frame.index)
+    return frame.to_csv(index=False, na_rep="nan", lineterminator="\n")

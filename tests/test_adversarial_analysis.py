@@ -242,7 +242,7 @@ ROWS = [
     Row("table-ratio-inf", command("table", "root:results", "--test-train-ratio", "inf"),
         ("--test-train-ratio", "inf")),
     Row("table-n-folds-one", command("table", "root:results", "--n-folds", "1"), ("--n-folds", "1")),
-    Row("table-folds-negative", command("table", "root:results", "--folds", "-1"), ("--folds", "-1")),
+    Row("table-folds-negative", command("table", "root:results", "--folds", "-1"), ("--folds", "-1"), code=2),
     Row("table-folder-is-file", command("table", "root:file.txt"), ("file.txt", "not a folder")),
     Row("table-no-results", command("table", "root:userdir"), ("userdir", "no Dataset")),
     Row("table-broken-summary", command("table", "root:broken_results"), ("summary.json", "not an nnU-Net summary")),

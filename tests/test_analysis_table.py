@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,8 +22,8 @@ from PIL import Image
 from scipy import stats
 
 from nnunet_se.analysis import cli
-from nnunet_se.analysis.stats import holm
-from nnunet_se.analysis.tables import build_table
+from nnunet_se.analysis.stats import holm, nadeau_bengio, significance_mark
+from nnunet_se.analysis.tables import Entry, build_table, render_markdown
 from nnunet_se.results import scan_results
 
 DATASET = "Dataset901_KvasirFake"
@@ -151,9 +152,9 @@ def test_pvalues_equal_scipy(results_root: Path, entries: dict, entries_two_side
     assert entry.p_wilcoxon == pytest.approx(stats.wilcoxon(x, y, alternative=alternative).pvalue, rel=1e-12)
 
 
-def _write_fold(root: Path, trainer: str, fold: int, dice: float) -> None:
+def _write_fold(root: Path, trainer: str, fold: int, dice: float, dataset: str = "Dataset902_Hand") -> None:
     """A minimal nnU-Net ``summary.json`` (fold Dice ``dice`` as a fraction, one case with that Dice)."""
-    folder = root / "Dataset902_Hand" / f"{trainer}__{PLANS_CONFIG}" / f"fold_{fold}" / "validation"
+    folder = root / dataset / f"{trainer}__{PLANS_CONFIG}" / f"fold_{fold}" / "validation"
     folder.mkdir(parents=True)
     case = {"reference_file": f"/gt/case_{fold}.png", "metrics": {"1": {"Dice": dice, "n_ref": 10}}}
     (folder / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": dice}, "metric_per_case": [case]}))
@@ -190,23 +191,174 @@ def test_marks_one_sided_by_default_on_a_hand_computed_example(tmp_path: Path, c
 
 
 def test_holm_over_trainers(entries: dict) -> None:
-    tested = sorted((e for e in entries.values() if e.baseline), key=lambda e: e.p_wilcoxon)
-    m = len(tested)
-    running = 0.0
-    for i, e in enumerate(tested):
-        running = max(running, min(1.0, (m - i) * e.p_wilcoxon))
-        assert e.p_wilcoxon_holm == pytest.approx(running)
+    """The table applies Holm over the models of a dataset (the baseline has no test: NaN, left out)."""
+    assert [e.p_wilcoxon_holm for e in entries.values()] == pytest.approx(
+        holm([e.p_wilcoxon for e in entries.values()]), nan_ok=True)
     assert math.isnan(entries["nnUNetTrainerPaper"].p_wilcoxon_holm)
-    assert holm([0.01, float("nan"), 0.04, 0.03]) == pytest.approx([0.03, float("nan"), 0.06, 0.06], nan_ok=True)
 
 
-def test_best_is_bold_and_marks_follow_pvalues(entries: dict) -> None:
+def test_best_is_bold(entries: dict) -> None:
     best = max(entries.values(), key=lambda e: e.mean)
     assert best.best
     assert sum(e.best for e in entries.values()) == 1
-    for e in entries.values():
-        assert e.mark == ("‡" if e.p_ttest <= 0.01 else "†" if e.p_ttest <= 0.05 else "")
-        assert e.alternative == "greater"
+    assert all(e.alternative == "greater" for e in entries.values())
+
+
+# Holm step-down by hand. p = (0.01, 0.04, 0.03, 0.005, NaN, 0.04): m = 5 valid values; ascending with ties kept in
+# input order: 0.005, 0.01, 0.03, 0.04, 0.04, multiplied by m - i + 1 = 5, 4, 3, 2, 1:
+#   0.005 * 5 = 0.025;  0.01 * 4 = 0.04;  0.03 * 3 = 0.09;  0.04 * 2 = 0.08 -> 0.09 (never below the previous one);
+#   0.04 * 1 = 0.04 -> 0.09.  NaN stays NaN and does not count in m.
+# Capped at 1: (0.6, 0.9) -> 0.6 * 2 = 1.2 -> 1; 0.9 * 1 = 0.9 -> 1 (monotone).
+# Order kept: (0.7, 0.2) -> 0.2 * 2 = 0.4 first, then 0.7 * 1 = 0.7.
+@pytest.mark.parametrize(("p", "adjusted"), [
+    ([0.01, 0.04, 0.03, 0.005, math.nan, 0.04], [0.04, 0.09, 0.09, 0.025, math.nan, 0.09]),
+    ([0.6, 0.9], [1.0, 1.0]),
+    ([0.7, 0.2], [0.7, 0.4]),
+    ([0.02], [0.02]),
+    ([math.nan, math.nan], [math.nan, math.nan]),
+    ([], []),
+])
+def test_holm_against_hand_computed_values(p: list[float], adjusted: list[float]) -> None:
+    assert holm(p) == pytest.approx(adjusted, nan_ok=True, abs=1e-15)
+
+
+# The paper's marks: dagger for p <= 0.05, double dagger for p <= 0.01, both limits included.
+@pytest.mark.parametrize(("p", "mark"), [
+    (0.0, "‡"), (0.009, "‡"), (0.01, "‡"), (0.0100001, "†"), (0.03, "†"), (0.05, "†"), (0.0500001, ""),
+    (0.5, ""), (1.0, ""), (math.nan, ""),
+])
+def test_significance_marks_at_and_around_the_limits(p: float, mark: str) -> None:
+    assert significance_mark(p) == mark
+    entry = Entry("Dataset902_Hand", "M__P__2d", "M", "B__P__2d", [0, 1], 70.0, 1.0, p_ttest=p, best=True)
+    assert entry.mark == mark
+    assert render_markdown([entry]).splitlines()[2] == f"| M | **70.00 ± 1.00**{' ' + mark if mark else ''} |"
+
+
+def student_sf_even(t: float, nu: int) -> float:
+    """P(T >= t) for even d.o.f. (Abramowitz & Stegun 26.7.3): A = sin(th) (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...
+    up to cos^(nu-2)), th = arctan(t / sqrt(nu)), P = (1 - A) / 2."""
+    th = math.atan(t / math.sqrt(nu))
+    terms, coef = 0.0, 1.0
+    for j in range(nu // 2):
+        terms += coef * math.cos(th) ** (2 * j)
+        coef *= (2 * j + 1) / (2 * j + 2)
+    return (1 - math.sin(th) * terms) / 2
+
+
+def student_sf_odd(t: float, nu: int) -> float:
+    """P(T >= t) for odd d.o.f. > 1 (A & S 26.7.3): A = 2/pi (th + sin(th) (cos + 2/3 cos^3 + 2*4/(3*5) cos^5 +
+    ... up to cos^(nu-2))), P = (1 - A) / 2."""
+    th = math.atan(t / math.sqrt(nu))
+    terms, coef = 0.0, 1.0
+    for j in range((nu - 1) // 2):
+        terms += coef * math.cos(th) ** (2 * j + 1)
+        coef *= (2 * j + 2) / (2 * j + 3)
+    return (1 - 2 / math.pi * (th + math.sin(th) * terms)) / 2
+
+
+def test_student_tail_formulas_on_known_values() -> None:
+    """The oracle itself, on values in any t table: t = 2.132 (4 d.o.f.) and 1.833 (9 d.o.f.) are the 5 % points."""
+    assert student_sf_even(2.131847, 4) == pytest.approx(0.05, abs=1e-6)
+    assert student_sf_odd(1.833113, 9) == pytest.approx(0.05, abs=1e-6)
+
+
+# Nadeau-Bengio by hand: t = mean(d) / sqrt((1/k + n_test/n_train) var(d)), n_test/n_train = 1/(K - 1).
+# 5-fold split, d = (1, 2, 3, 4, 5) points: mean 3, var 10/4 = 2.5; (1/5 + 1/4) * 2.5 = 9/8, t = 3 / sqrt(9/8) =
+#   2 sqrt 2, 4 d.o.f.: th = arctan(sqrt 2), cos^2 = 1/3, sin = sqrt(2/3): A = sqrt(2/3) (1 + 1/6),
+#   p = (1 - 7/6 sqrt(2/3)) / 2 = 0.02371.
+NB_5 = (1 - 7 / 6 * math.sqrt(2 / 3)) / 2
+# 10-fold split, d = (1, 1, 1, 1, 1, 3, 3, 3, 3, 3): mean 2, var 10/9; (1/10 + 1/9) * 10/9 = 19/81, t = 18 / sqrt 19,
+#   9 d.o.f.: tan th = 6 / sqrt 19, cos^2 = 19/55, sin = 6 / sqrt 55.
+NB_10 = student_sf_odd(18 / math.sqrt(19), 9)
+# The same 10-fold differences with the 5-fold ratio (the old --n-folds default): (1/10 + 1/4) * 10/9 = 7/18,
+#   t = 2 / sqrt(7/18): a larger p than the 10-fold split warrants (over-corrected).
+NB_10_AS_5 = student_sf_odd(2 / math.sqrt(7 / 18), 9)
+# Only folds 0-4 of a 10-fold split finished, d = (1, ..., 5): (1/5 + 1/9) * 2.5 = 7/9, t = 3 / sqrt(7/9), 4 d.o.f.
+NB_5_OF_10 = student_sf_even(3 / math.sqrt(7 / 9), 4)
+
+
+def test_nadeau_bengio_against_hand_computed_values() -> None:
+    assert NB_5 == pytest.approx(student_sf_even(2 * math.sqrt(2), 4), rel=1e-12)  # the closed form above
+    base = [0.70] * 10
+    five = [b + d / 100 for b, d in zip(base, range(1, 6), strict=False)]
+    assert nadeau_bengio(five, base[:5], 1 / 4) == pytest.approx(NB_5, rel=1e-9)
+    ten = [b + d / 100 for b, d in zip(base, [1] * 5 + [3] * 5, strict=True)]
+    assert nadeau_bengio(ten, base, 1 / 9) == pytest.approx(NB_10, rel=1e-9)
+    assert nadeau_bengio(ten, base, 1 / 4) == pytest.approx(NB_10_AS_5, rel=1e-9)
+    assert NB_10_AS_5 > 4 * NB_10
+
+
+def _hand_results(root: Path, dataset: str, differences: Sequence[float]) -> None:
+    """Paper baseline at Dice 0.70 and PaperCSE better by ``differences`` points, one fold each."""
+    for fold, d in enumerate(differences):
+        _write_fold(root, "nnUNetTrainerPaper", fold, 0.70, dataset)
+        _write_fold(root, "nnUNetTrainerPaperCSE", fold, 0.70 + d / 100, dataset)
+
+
+def _splits(preprocessed: Path, dataset: str, folds: int) -> None:
+    (preprocessed / dataset).mkdir(parents=True)
+    (preprocessed / dataset / "splits_final.json").write_text(
+        json.dumps([{"train": [], "val": [f"case_{i}"]} for i in range(folds)]))
+
+
+def _cse(text: str) -> dict:
+    return next(e for e in json.loads(text)["entries"] if e["trainer"] == "nnUNetTrainerPaperCSE")
+
+
+@pytest.mark.parametrize(("folds", "differences", "expected"), [
+    (5, range(1, 6), NB_5),
+    (10, [1] * 5 + [3] * 5, NB_10),
+    (10, range(1, 6), NB_5_OF_10),  # half of a 10-fold split finished: K is still 10
+], ids=["5-fold", "10-fold", "5-of-10"])
+def test_table_takes_k_from_the_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, folds: int,
+                                      differences: Sequence[float], expected: float) -> None:
+    dataset = "Dataset903_Split"
+    _hand_results(tmp_path / "results", dataset, differences)
+    _splits(tmp_path / "preprocessed", dataset, folds)
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "preprocessed"))
+    assert cli.main(["table", str(tmp_path / "results"), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["settings"]["nadeau_bengio_test_train_ratio"] == {
+        dataset: pytest.approx(1 / (folds - 1))}
+    assert _cse(captured.out)["p_nadeau_bengio"] == pytest.approx(expected, rel=1e-9)
+    assert captured.err == ""
+
+
+def test_table_without_a_split_assumes_k_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """No splits_final.json: K = the highest fold found + 1 when above nnU-Net's 5, with one warning line."""
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    monkeypatch.delenv("nnUNet_raw", raising=False)
+    _hand_results(tmp_path, "Dataset904_NoSplit", [1] * 5 + [3] * 5)
+    assert cli.main(["table", str(tmp_path), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert _cse(captured.out)["p_nadeau_bengio"] == pytest.approx(NB_10, rel=1e-9)
+    assert captured.err == ("nnunet-se-analyze table: warning: Dataset904_NoSplit: no splits_final.json (neither "
+                            "nnUNet_preprocessed nor nnUNet_raw is set); the Nadeau-Bengio correction assumes K = 10 "
+                            "folds (n_test/n_train = 1/9); give --test-train-ratio if that is wrong\n")
+
+
+def test_deprecated_n_folds_warns_once_and_still_works(tmp_path: Path, capsys) -> None:
+    _hand_results(tmp_path, "Dataset902_Hand", [1] * 5 + [3] * 5)
+    assert cli.main(["table", str(tmp_path), "--format", "json", "--n-folds", "10"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "nnunet-se-analyze table: warning: --n-folds is deprecated, use --test-train-ratio\n"
+    assert _cse(captured.out)["p_nadeau_bengio"] == pytest.approx(NB_10, rel=1e-9)
+    assert cli.main(["table", str(tmp_path), "--n-folds", "1"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == "nnunet-se-analyze table: error: --n-folds must be >= 2, got 1"
+
+
+def test_folds_all_expects_every_fold_of_the_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys) -> None:
+    """``-f all``: the split's folds are expected, so folds not trained yet are listed as missing."""
+    dataset = "Dataset903_Split"
+    _hand_results(tmp_path / "results", dataset, range(1, 6))
+    _splits(tmp_path / "preprocessed", dataset, 10)
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "preprocessed"))
+    for folds, missing in ((["all"], "5 6 7 8 9"), (["0-5"], "5"), ([], "")):
+        option = ["-f", *folds] if folds else []
+        assert cli.main(["table", str(tmp_path / "results"), "--format", "csv", *option]) == 0
+        rows = {r["trainer"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+        assert rows["nnUNetTrainerPaperCSE"]["missing_folds"] == missing
 
 
 def test_cli_markdown_lists_incomplete_and_paper(results_root: Path, capsys) -> None:
@@ -224,14 +376,14 @@ def test_cli_other_formats(results_root: Path, tmp_path: Path, fmt: str) -> None
     out = tmp_path / f"table.{fmt}"
     cases = tmp_path / "cases.csv"
     assert cli.main(["table", str(results_root / DATASET), "--format", fmt, "-o", str(out),
-                     "--cases-csv", str(cases), "--n-folds", "4"]) == 0
+                     "--cases-csv", str(cases), "--test-train-ratio", str(1 / 3)]) == 0
     text = out.read_text()
     if fmt == "csv":
         rows = {r["trainer"]: r for r in csv.DictReader(io.StringIO(text))}
         assert rows["nnUNetTrainerPaperSRM"]["missing_folds"] == "2"
     elif fmt == "json":
         payload = json.loads(text)
-        assert payload["settings"]["nadeau_bengio_test_train_ratio"] == pytest.approx(1 / 3)
+        assert payload["settings"]["nadeau_bengio_test_train_ratio"] == {DATASET: pytest.approx(1 / 3)}
         assert len(payload["folds"]) == 4 + 4 + 4 + 3
     else:
         assert "\\toprule" in text and "\\textbf{" in text and "\\bottomrule" in text

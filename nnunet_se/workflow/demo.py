@@ -195,8 +195,8 @@ def analyse(pipeline: Pipeline, profile: Profile) -> None:
     with pipeline.stage("Table I (nnunet-se-analyze table)") as record:
         baseline = common_baseline(profile.trainers)
         for fmt, name in (("md", "table.md"), ("json", "table.json")):
-            pipeline.run(record, ["nnunet-se-analyze", "table", "-d", str(DATASET_ID), "--n-folds", str(profile.folds),
-                                  "--baseline", baseline, "--format", fmt, "-o", str(analysis / name)],
+            pipeline.run(record, ["nnunet-se-analyze", "table", "-d", str(DATASET_ID), "--baseline", baseline,
+                                  "--format", fmt, "-o", str(analysis / name)],
                          "table")
     with pipeline.stage("excitation responses (nnunet-se-analyze responses)") as record:
         pipeline.run(record, ["nnunet-se-analyze", "responses", *map(str, files), "--dice",
