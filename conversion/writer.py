@@ -21,119 +21,42 @@ the returned :class:`StagedCase` to :meth:`RawDatasetWriter.record`.
 An id already used by a dataset in ``raw_dir`` (or by a differently named one in ``preprocessed_dir``) is an error
 unless ``overwrite``; overwriting parks the raw and preprocessed folders of that id aside, publishes the new raw
 folder (and its splits), then deletes the parked ones; a failure before that renames them back.
+
+The jobs live in their own modules: one case's files (:mod:`~nnunet_se.conversion.staging`), the description
+files (:mod:`~nnunet_se.conversion.manifest`) and the swap into place (:mod:`~nnunet_se.conversion.publish`);
+this module holds the writer that ties them together under the lock.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import re
 import shutil
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-
-from nnunet_se.conversion.cases import CASE_TABLE, write_case_table
-from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, phash, pixel_digest
-from nnunet_se.conversion.png import save_png
+from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups
+from nnunet_se.conversion.manifest import write_manifest
+from nnunet_se.conversion.publish import copy_splits, swap_in
 from nnunet_se.conversion.safety import (
     PARTIAL_PREFIX,
     DatasetLock,
-    aside_name,
     check_folders,
     check_replaceable,
     check_writable_folder,
     name_max,
     recover_partials,
-    remove_path,
     resolve_path,
 )
+from nnunet_se.conversion.staging import Case, StagedCase, stage_case, unstage_case
 from nnunet_se.errors import UserError
 
-log = logging.getLogger(__name__)
+__all__ = ["Case", "RawDatasetWriter", "StagedCase", "install_sigterm_handler", "stage_case"]
 
-CHANNEL_NAMES = {"0": "rgb_to_0_1", "1": "rgb_to_0_1", "2": "rgb_to_0_1"}
-"""``rgb_to_0_1`` selects nnU-Net's RGBTo01Normalization (x / 255); names like "R" would give per-image z-score."""
-LABELS = {"background": 0, "lesion": 1}
-FILE_ENDING = ".png"
-SPLITS_FILE = "splits_final.json"
-SPLITS_SIDECAR = "nnunet_se_splits.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
-_CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
-
-
-@dataclass
-class Case:
-    """One in-memory case: ``image`` (H, W, 3) uint8 RGB, ``mask`` (H, W) bool/0-1 or None (test without labels).
-
-    ``subset`` is ``train`` (imagesTr/labelsTr) or ``test`` (imagesTs[/labelsTs]); ``cls`` the case's class or "";
-    ``original_size`` (width, height) before resizing (defaults to the image's size).
-    """
-
-    case_id: str
-    image: np.ndarray
-    mask: np.ndarray | None
-    subset: str = "train"
-    cls: str = ""
-    source_image: str = ""
-    source_masks: tuple[str, ...] = ()
-    original_size: tuple[int, int] | None = None
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class StagedCase:
-    """What was written for one case, plus its pixel digest and perceptual hash (for duplicate detection)."""
-
-    case_id: str
-    subset: str
-    has_label: bool
-    cls: str
-    source_image: str
-    source_masks: tuple[str, ...]
-    original_size: tuple[int, int]
-    notes: tuple[str, ...]
-    digest: str
-    phash: int
-
-
-def stage_case(staging: Path, case: Case) -> StagedCase:
-    """Validate ``case`` and write its PNGs under ``staging``; safe to call from worker processes."""
-    if not _CASE_RE.match(case.case_id):
-        raise UserError(f"case id {case.case_id!r}: use letters, digits, '_', '-', '.' only")
-    if case.subset not in ("train", "test"):
-        raise UserError(f"case {case.case_id}: subset must be 'train' or 'test', not {case.subset!r}")
-    image = np.asarray(case.image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise UserError(f"case {case.case_id}: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    if case.subset == "train" and case.mask is None:
-        raise UserError(f"case {case.case_id}: training cases need a mask")
-    images_dir, labels_dir = ("imagesTr", "labelsTr") if case.subset == "train" else ("imagesTs", "labelsTs")
-    (staging / images_dir).mkdir(exist_ok=True)
-    save_png(image, staging / images_dir / f"{case.case_id}_0000{FILE_ENDING}")
-    if case.mask is not None:
-        mask = np.asarray(case.mask)
-        if mask.shape != image.shape[:2]:
-            raise UserError(f"case {case.case_id}: mask shape {mask.shape} differs from image shape {image.shape[:2]}")
-        if mask.dtype != np.bool_ and not np.isin(mask, (0, 1)).all():
-            raise UserError(f"case {case.case_id}: mask values must be 0/1")
-        (staging / labels_dir).mkdir(exist_ok=True)
-        save_png(mask.astype(np.uint8), staging / labels_dir / f"{case.case_id}{FILE_ENDING}")
-    size = case.original_size or (image.shape[1], image.shape[0])
-    return StagedCase(
-        case.case_id, case.subset, case.mask is not None, case.cls, case.source_image, tuple(case.source_masks),
-        (int(size[0]), int(size[1])), tuple(case.notes), pixel_digest(image), phash(image),
-    )
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def install_sigterm_handler() -> Any:
@@ -165,7 +88,7 @@ class RawDatasetWriter:
         phash_threshold: int = PHASH_THRESHOLD,
     ) -> None:
         if not 1 <= dataset_id <= 999:
-            raise UserError(f"--id {dataset_id}: nnU-Net dataset ids are 1-999")
+            raise UserError(f"-d/--dataset-id {dataset_id}: nnU-Net dataset ids are 1-999")
         if not _NAME_RE.fullmatch(name):
             raise UserError(f"--name {name!r}: use letters, digits, '_' and '-' only")
         self.raw_dir = resolve_path(raw_dir, "folder")
@@ -288,11 +211,7 @@ class RawDatasetWriter:
     def drop(self, case_ids: Sequence[str]) -> None:
         """Remove recorded cases and their staged files (used by ``--dedupe``)."""
         for case_id in case_ids:
-            rec = self._records.pop(case_id)
-            images_dir, labels_dir = ("imagesTr", "labelsTr") if rec.subset == "train" else ("imagesTs", "labelsTs")
-            (self.staging / images_dir / f"{case_id}_0000{FILE_ENDING}").unlink()
-            if rec.has_label:
-                (self.staging / labels_dir / f"{case_id}{FILE_ENDING}").unlink()
+            unstage_case(self.staging, self._records.pop(case_id))
         self._groups = None
 
     def set_splits(self, splits: list[dict[str, list[str]]] | None, meta: dict[str, Any] | None = None) -> None:
@@ -302,95 +221,12 @@ class RawDatasetWriter:
 
     # -- publishing ----------------------------------------------------------------------------------------------
     def _commit(self) -> None:
-        train = self.training_cases()
-        if not train:
+        """Write the description files into the staging folder, then swap it in (lock held)."""
+        if not self.training_cases():
             raise UserError(f"{self.dataset_name}: no training cases to write")
-        group_of = {c: f"dup_{i:03d}" for i, group in enumerate(self.duplicate_groups(), 1) for c in group}
-        dataset_json = {
-            "channel_names": CHANNEL_NAMES,
-            "labels": LABELS,
-            "numTraining": len(train),
-            "file_ending": FILE_ENDING,
-            "overwrite_image_reader_writer": "NaturalImage2DIO",
-            "name": self.dataset_name,
-            **self.metadata,
-        }
-        _write_json(self.staging / "dataset.json", dataset_json)
-        write_case_table(
-            self.staging / CASE_TABLE,
-            (
-                {
-                    "case_id": r.case_id,
-                    "subset": r.subset,
-                    "class": r.cls,
-                    "source_image": r.source_image,
-                    "source_masks": ";".join(r.source_masks),
-                    "original_size": f"{r.original_size[0]}x{r.original_size[1]}",
-                    "duplicate_group": group_of.get(r.case_id, ""),
-                    "notes": ";".join(r.notes),
-                }
-                for r in self.records
-            ),
-        )
-        if self._splits is not None:
-            _write_json(self.staging / SPLITS_FILE, self._splits)
-            sidecar = {**self._splits_meta, "duplicate_groups": self.duplicate_groups()}
-            _write_json(self.staging / SPLITS_SIDECAR, sidecar)
-        self._publish()
-
-    def _publish(self) -> None:
-        """Swap the staged dataset in (lock held): park every replaced dataset aside, publish, then delete the
-        parked ones. Any failure before the deletion renames everything back: the old dataset stays."""
+        write_manifest(self.staging, self.dataset_name, self.records, self.duplicate_groups(), self.metadata,
+                       self._splits, self._splits_meta)
         self._check_ids()  # again at publish time: another tool may have added a dataset with this id meanwhile
         replaced = [p for root, _ in self._roots() for p in self._same_id(root)] if self.overwrite else []
-        parked: list[tuple[Path, Path]] = []
-        created: list[Path] = []
-        try:
-            for old in replaced:
-                aside = aside_name(self.dataset_id, old)
-                old.rename(aside)
-                parked.append((old, aside))
-            self.staging.rename(self.output)
-            created.append(self.output)
-            self._write_preprocessed(created)
-        except BaseException:
-            for path in reversed(created):
-                if path == self.output:
-                    path.rename(self.staging)
-                else:
-                    remove_path(path)
-            for old, aside in reversed(parked):
-                aside.rename(old)
-            raise
-        for old, aside in parked:
-            try:
-                remove_path(aside)
-            except OSError as exc:
-                log.warning("%s: could not delete the replaced dataset (%s); delete it yourself", aside, exc)
-            else:
-                log.info("replaced %s%s", old, " (a symbolic link: only the link was removed)" if old.is_symlink()
-                         or aside.is_symlink() else "")
-
-    def _write_preprocessed(self, created: list[Path]) -> None:
-        """Copy the split files into ``<preprocessed_dir>/DatasetNNN_<name>``; a folder it makes goes to ``created``
-        (before anything is written into it)."""
-        if self.preprocessed_dir is None:
-            if self._splits is not None:
-                log.warning(
-                    "nnUNet_preprocessed is not set: splits_final.json is only in %s "
-                    "(nnUNetv2_plan_and_preprocess copies it from there)", self.output
-                )
-            return
-        target = self.preprocessed_dir / self.dataset_name
-        if self._splits is None:
-            if (target / SPLITS_FILE).exists():
-                log.warning("%s exists and was not written by this run", target / SPLITS_FILE)
-            return
-        self.preprocessed_dir.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            created.append(target)
-        target.mkdir(exist_ok=True)
-        for fname in (SPLITS_FILE, SPLITS_SIDECAR):
-            tmp = target / f".{fname}.{os.getpid()}.tmp"
-            shutil.copyfile(self.output / fname, tmp)
-            os.replace(tmp, target / fname)
+        swap_in(self.staging, self.output, replaced, self.dataset_id,
+                lambda created: copy_splits(self.output, self.preprocessed_dir, self._splits is not None, created))

@@ -55,7 +55,7 @@ def _archives(real: Path, dataset: str, out: Path) -> list[Path]:
 
 def _run(dataset: str, sources: list[Path], root: Path, workers: int, *extra: str) -> Path:
     sub, dataset_id, folder = EXPECTED[dataset][:3]
-    rc = main([dataset, *map(str, sources), "--id", str(dataset_id), "--raw-dir", str(root / "raw"),
+    rc = main([dataset, *map(str, sources), "-d", str(dataset_id), "--raw-dir", str(root / "raw"),
                "--preprocessed-dir", str(root / "pre"), "--workers", str(workers), *extra])
     assert rc == 0
     return root / "raw" / folder
@@ -146,7 +146,7 @@ def test_busi_union_mask_and_native_sizes(real_samples: Path, tmp_path: Path) ->
     """``benign (25)`` has two masks: the native-size label is exactly their pixel-wise OR."""
     src = tmp_path / "src" / "Dataset_BUSI_with_GT"
     shutil.copytree(real_samples / "busi" / "Dataset_BUSI_with_GT" / "benign", src / "benign")
-    out = _run("busi", [tmp_path / "src"], tmp_path, 1, "--size", "native", "--folds", "5")
+    out = _run("busi", [tmp_path / "src"], tmp_path, 1, "--size", "native", "--n-folds", "5")
     folder = real_samples / "busi" / "Dataset_BUSI_with_GT" / "benign"
     first = np.asarray(Image.open(folder / "benign (25)_mask.png").convert("L")) > 0
     second = np.asarray(Image.open(folder / "benign (25)_mask_1.png").convert("L")) > 0
@@ -204,7 +204,7 @@ def test_plan_and_preprocess_keeps_splits(real_samples: Path, tmp_path: Path) ->
         for number in numbers:
             for path in (real_samples / "busi" / "Dataset_BUSI_with_GT" / cls).glob(f"{cls} ({number})*.png"):
                 shutil.copy(path, src / cls / path.name)
-    out = _run("busi", [tmp_path / "src"], tmp_path, 1, "--size", "64", "--folds", "3")
+    out = _run("busi", [tmp_path / "src"], tmp_path, 1, "--size", "64", "--n-folds", "3")
     groups = json.loads((out / "nnunet_se_splits.json").read_text())["duplicate_groups"]
     assert groups == [["malignant_004", "malignant_005"], ["malignant_006", "malignant_007", "malignant_008"]]
     splits_file = tmp_path / "pre" / out.name / "splits_final.json"
@@ -246,11 +246,11 @@ def test_isic_validation_ground_truth_goes_to_labels_ts(
             shutil.copy(isic / "ISIC2018_Task1-2_Training_Input" / f"{case}.jpg", src / f"ISIC2018_Task1-2_{sub}_Input")
             shutil.copy(isic / "ISIC2018_Task1_Training_GroundTruth" / f"{case}_segmentation.png",
                         src / f"ISIC2018_Task1_{sub}_GroundTruth")
-    out = _run("isic2018", [src], tmp_path, 1, "--folds", "2", "--size", "32")
+    out = _run("isic2018", [src], tmp_path, 1, "--n-folds", "2", "--size", "32")
     assert sorted(p.name for p in (out / "labelsTs").iterdir()) == [f"{c}.png" for c in train_ids[4:6]]
     assert json.loads((out / "dataset.json").read_text())["numTraining"] == 4
     (src / "ISIC2018_Task1_Validation_GroundTruth" / f"{train_ids[5]}_segmentation.png").unlink()
-    args = ["isic2018", str(src), "--id", "614", "--raw-dir", str(tmp_path / "raw2"), "--workers", "1"]
+    args = ["isic2018", str(src), "-d", "614", "--raw-dir", str(tmp_path / "raw2"), "--workers", "1"]
     capsys.readouterr()
     assert main(args) == 1
     assert f"{train_ids[5]}.jpg: image without mask" in capsys.readouterr().err
