@@ -194,6 +194,9 @@ def timed_variants(args: argparse.Namespace) -> tuple[Bench, list[Variant]]:
         v.first_step_s = bench.timed(v, 1)
         for _ in range(args.warmup):
             bench.timed(v, args.steps)
+        # progress line (a run cut short by a time limit still shows what it reached)
+        graphs = "" if v.counter is None else f", {v.counter.frame_count} graph(s)"
+        print(f"warm: {v.family} {v.trainer} {v.mode}: first step {v.first_step_s:.2f} s{graphs}", flush=True)
     order = random.Random(args.seed)
     for _ in range(args.rounds):
         order.shuffle(variants)

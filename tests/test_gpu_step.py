@@ -24,8 +24,12 @@ def gpu_step():
     del sys.modules[spec.name]
 
 
-def test_cpu_smoke(gpu_step, tmp_path: Path) -> None:
+def test_cpu_smoke(gpu_step, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     gpu_step.main(["--cpu-smoke", "--out", str(tmp_path)])
+    # a progress line per variant once warmed up (a run cut by the acceptance script's time limit still shows them)
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warm: ")]
+    assert len(progress) == 5 and "warm: paper nnUNetTrainerPaper compiled: first step" in "\n".join(progress)
+    assert sum(line.endswith(", 1 graph(s)") for line in progress) == 1
     result = json.loads((tmp_path / "gpu_step.json").read_text())
     assert result["device"].startswith("cpu") and result["torch"] == torch.__version__
     assert result["precision"] == "bf16" and result["backend"] == "aot_eager" and not result["grad_scaler"]
