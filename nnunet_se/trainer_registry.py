@@ -3,7 +3,7 @@
 The facts live on the trainer classes as class attributes (``family``, ``baseline``, ``table_row``; see
 :mod:`nnunet_se.trainers.base`); this module only reads them, so every consumer (``list``, ``grid``, ``status``,
 ``table``, paper values, the demo, ``excitations``) agrees. Importing this module is cheap (no torch); the first
-call of any function imports :mod:`nnunet_se.trainers` (torch and nnU-Net, about 4 s) and caches the answer.
+call of any function imports :mod:`nnunet_se.trainers` (torch and nnU-Net, about 4-6 s) and caches the answer.
 
 Families: ``auto`` (nnU-Net's planned network + one module, paper flavour), ``original`` (the same with each
 module's original flavour) and ``paper`` (the authors' fixed U-Net and protocol). A family's members are its
