@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Issue 10's GPU acceptance run as ONE device call; the whole script stays under ACC_TOTAL_S (410 s) of wall time.
 #   here:    bash ../shared/tools/gpu/prepare.sh
-#   device:  carry [".gpu"], command: source .gpu/device_setup.sh && bash benchmarks/gpu_acceptance.sh
+#   device:  carry [".gpu"], command:
+#            export PYTHONSAFEPATH=1 && source .gpu/device_setup.sh && bash benchmarks/gpu_acceptance.sh
+#            (without PYTHONSAFEPATH, device_setup's `python3 -c` import check from the project root finds the
+#            ./nnunet_se source folder, which lacks the mapped packages, instead of the installed nnunet_se)
 #   CPU dry run (catches script bugs; no compile: nnU-Net never compiles on the CPU, tiny sizes):
 #            ACC_DEVICE=cpu OUT=/tmp/acc_out bash benchmarks/gpu_acceptance.sh
 # Stages in priority order; each runs under `timeout` with min(its budget, time left before the deadline) and is
@@ -119,7 +122,7 @@ step() {  # step PART BUDGET ARGS...: one gpu_step.py run into $OUT/gpu_step_PAR
     "$@" > "$OUT/gpu_step_$part.log" 2>&1
   say "gpu_step $part $(rc $?) wall=$(elapsed "$t0")s (limit ${limit}s)"
 }
-step eager "${ACC_STEP_EAGER_S:-70}" --modes eager
+step eager "${ACC_STEP_EAGER_S:-90}" --modes eager
 step compiled_paper "${ACC_STEP_COMPILED_S:-100}" --modes compiled --families paper --trainers nnUNetTrainerPaperMono \
   --compile nnUNetTrainerPaper,nnUNetTrainerPaperMono
 step compiled_auto "${ACC_STEP_COMPILED_S:-100}" --modes compiled --families auto --trainers nnUNetTrainerMono \
