@@ -7,7 +7,7 @@ import os
 import signal
 from collections.abc import Sequence
 
-from nnunet_se.cli_options import add_deprecated, add_seed, add_workers
+from nnunet_se.cli_options import add_debug, add_deprecated, add_seed, add_workers
 from nnunet_se.conversion.converter import DatasetRules, Options, conversion_metadata, convert
 from nnunet_se.conversion.safety import os_errors_as_user_errors
 from nnunet_se.conversion.sources import collect_sources
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preprocessed-dir", default=os.environ.get("nnUNet_preprocessed"),
                         help="where splits_final.json goes (default $nnUNet_preprocessed)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset with the same id")
+    add_debug(parser)
     add_deprecated(parser, "--id", "--dataset-id")
     add_deprecated(parser, "--folds", "--n-folds")
     return parser

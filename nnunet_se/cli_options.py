@@ -167,6 +167,13 @@ def add_workers(p: argparse.ArgumentParser, default: int | None = None,
                    f"{help} (default: %(default)s)")
 
 
+def add_debug(p: argparse.ArgumentParser) -> None:
+    """``--debug`` in a script's ``--help``; :func:`nnunet_se.errors.run_cli` takes it out of the command line
+    before any parser runs, so it works in any position and on every subcommand."""
+    p.add_argument("--debug", action="store_true", help="show the traceback of a failure, and debug logging "
+                                                        "(anywhere on the command line)")
+
+
 def deprecation_line(prog: str, old: str, new: str) -> str:
     """The one warning line printed when a deprecated spelling is used."""
     return f"{prog}: warning: {old} is deprecated, use {new}"

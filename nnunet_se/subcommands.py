@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nnunet_se.cli_options import add_debug
 from nnunet_se.errors import UserError, run_cli
 
 
@@ -24,7 +25,7 @@ class Subcommand:
 
 def build_parser(prog: str, description: str, commands: Sequence[Subcommand]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    add_debug(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands:
         sub.add_parser(command.name, help=command.help, add_help=False)
