@@ -45,7 +45,10 @@ DEV_ARGS=(-device "$DEVICE")
 # the conversion/trainers/analysis packages that setup maps in) instead of the installed package
 export PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1
 export nnUNet_raw=/tmp/acc/raw nnUNet_preprocessed=/tmp/acc/preprocessed nnUNet_results=/tmp/acc/results
-[ -n "${nnUNet_extTrainer:-}" ] || eval "$(nnunet-se env 2>/dev/null)"
+# the plugin's trainer shim (what `nnunet-se env` sets; that console script can be missing on the device: pip
+# --target skips the project's bin/ when the wheels' bin/ is already there)
+ext=$(python3 -c "import os; from nnunet_se.workflow.env import ext_trainer_value; \
+print(ext_trainer_value(os.environ.get('nnUNet_extTrainer')))") && export nnUNet_extTrainer=$ext
 rm -rf /tmp/acc && mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed" "$nnUNet_results"
 summary="$OUT/summary.txt"
 : > "$summary"
