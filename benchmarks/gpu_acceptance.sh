@@ -183,7 +183,8 @@ def train_record(log: Path) -> dict:
         "epoch_s": [float(x) for x in re.findall(r"Epoch time: ([\d.]+) s", text)],
         "recompiles": text.count("Recompiling function"),
         "recompiled": dict(Counter(re.findall(r"Recompiling function (\S+ in \S+)", text))),
-        "graph_breaks": text.count("Graph Break Reason"),
+        # one per break message, in the wordings of torch 2.4-2.14 ("Reason:" / "Graph Break Reason:" follow)
+        "graph_breaks": len(re.findall(r"Graph break (?:in user code|\(user stack suppressed)", text)),
         "graph_break_sites": sorted(set(re.findall(r"in user code at (\S+)", text))),
         "compile_used": "Using torch.compile" in text,
         "val_first_case_s": round(gaps[0], 3) if gaps else None,
