@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.metadata
+import os
 import subprocess
 import sys
 import zipfile
@@ -29,9 +30,14 @@ def test_editable_install_maps_folder(package: str, folder: str) -> None:
     assert Path(module.__file__).resolve().parent == ROOT / folder
 
 
-def test_no_generic_top_level_packages_installed() -> None:
-    for name in ("conversion", "trainers", "analysis"):
-        assert importlib.util.find_spec(name) is None, f"{name} must not be importable as a top-level package"
+def test_no_generic_top_level_packages_installed(tmp_path: Path) -> None:
+    """Checked in a fresh interpreter started outside the checkout without ``PYTHONPATH``: ``python -m pytest``
+    puts the repository root on ``sys.path``, where the folders are importable whatever the installation does."""
+    code = "import importlib.util, sys; print(*[n for n in sys.argv[1:] if importlib.util.find_spec(n)])"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code, *MAPPED.values()], check=True, capture_output=True, text=True,
+                         cwd=tmp_path, env=env).stdout.split()
+    assert out == [], f"{out} must not be importable as top-level packages"
 
 
 @pytest.mark.slow
