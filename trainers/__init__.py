@@ -1,7 +1,8 @@
 """nnUNetTrainer subclasses with recalibration modules (installed as ``nnunet_se.trainers``).
 
 ``ALL_TRAINERS`` maps every plugin trainer's name (the ``-tr`` argument of nnU-Net) to its class; the
-``nnUNet_extTrainer`` shim re-exports this module with ``from nnunet_se.trainers import *``.
+``nnUNet_extTrainer`` shim re-exports this module with ``from nnunet_se.trainers import *``. Families, baselines
+and Table I rows are class attributes of these trainers, read through :mod:`nnunet_se.trainer_registry`.
 """
 
 from nnunet_se.trainers.auto import (
