@@ -87,8 +87,14 @@ def _stage_feature_sizes(encoder: nn.Module, patch_size: Sequence[int] | None) -
     for stage in meta.stages:
         stage.register_forward_hook(lambda module, args, out: sizes.append(tuple(out.shape[2:])))
     first_conv = next(m for m in meta.modules() if isinstance(m, nn.modules.conv._ConvNd))
-    with torch.no_grad():
-        meta(torch.empty(1, first_conv.in_channels, *(int(p) for p in patch_size), device="meta"))
+    try:
+        with torch.no_grad():
+            meta(torch.empty(1, first_conv.in_channels, *(int(p) for p in patch_size), device="meta"))
+    except RuntimeError as exc:  # e.g. odd sizes in d-n-a residual blocks: the pooled skip floors, the conv rounds up
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"patch_size {tuple(patch_size)} does not run through {type(encoder).__name__}: {first_line}"
+        ) from exc
     return sizes
 
 

@@ -170,6 +170,7 @@ def test_inject_none_changes_nothing() -> None:
         (lambda: nn.Sequential(nn.Conv2d(3, 3, 1)), {}, TypeError, "cannot inject into Sequential"),
         (lambda: small_unet("plain", 2), {"feature_size": (4, 4)}, ValueError, "pass patch_size"),
         (lambda: small_unet("plain", 2), {"patch_size": (8, 8, 8)}, ValueError, "does not match a 2D network"),
+        (lambda: small_unet("resenc", 2), {"patch_size": (33, 45)}, ValueError, "does not run through ResidualEncoder"),
         (lambda: small_unet("plain", 2), {"module": "nope"}, ValueError, "nope"),
         (lambda: small_unet("plain", 2), {"flavour": "nope"}, ValueError, "nope"),
     ],
