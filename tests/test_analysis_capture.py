@@ -134,7 +134,8 @@ def test_excitations_cli_without_model_is_one_line(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(nnunetv2.paths, "nnUNet_results", results)
     monkeypatch.setattr(paths_util, "nnUNet_results", results)
     out = tmp_path / "exc"
-    argv = ["excitations", "Dataset999_Nope", "-tr", "nnUNetTrainerCSE", "-f", "0", "--device", "cpu", "-o", str(out)]
+    argv = ["excitations", "-d", "Dataset999_Nope", "-tr", "nnUNetTrainerCSE", "-f", "0", "--device", "cpu",
+            "-o", str(out)]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1

@@ -421,7 +421,7 @@ def test_es_split_on_converted_busi_samples(real_samples: Path, tmp_path: Path) 
 
     raw, pre = tmp_path / "raw", tmp_path / "pre"
     subprocess.run([str(Path(sys.executable).parent / "nnunet-se-convert"), "busi",
-                    str(real_samples / "busi" / "Dataset_BUSI_with_GT"), "--id", "801", "--size", "32",
+                    str(real_samples / "busi" / "Dataset_BUSI_with_GT"), "-d", "801", "--size", "32",
                     "--raw-dir", str(raw), "--preprocessed-dir", str(pre)], check=True, capture_output=True)
     dataset = next(raw.glob("Dataset801_*"))
     classes, groups = read_case_table_columns(dataset)
