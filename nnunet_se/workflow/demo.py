@@ -6,7 +6,7 @@ Data: a seeded synthetic lesion dataset (:mod:`nnunet_se.synthetic`), or real da
 ``nnunet-se-convert`` (``--source DIR --source-kind kvasir|busi|isic2018``). Profiles (``--profile``): ``cpu`` (default,
 a few minutes on 2 cores), ``gpu`` (the same study larger, all six modules, 5 folds), ``quick`` (test suite).
 Helpers: :mod:`nnunet_se.workflow.demo_runs` (commands), :mod:`nnunet_se.workflow.demo_scoring` (Dice, learning curves),
-:mod:`nnunet_se.workflow.demo_report` (figures and ``report.md``).
+:mod:`nnunet_se.workflow.demo_figures` (figures), :mod:`nnunet_se.workflow.demo_report` (``report.md``).
 """
 
 from __future__ import annotations
