@@ -127,7 +127,7 @@ def nadeau_bengio_ratios(results: Sequence[FoldResult], splits: Mapping[str, Spl
             k = len(split.folds)
         else:
             k = max([NNUNET_DEFAULT_FOLDS, *(r.fold + 1 for r in results if r.dataset == dataset)])
-            where = split.source.split(", and ")[0] if split else "not a DatasetNNN_Name folder"
+            where = split.lookup if split else "not a DatasetNNN_Name folder"
             print(f"{prog}: warning: {dataset}: no splits_final.json ({where}); the Nadeau-Bengio correction assumes "
                   f"K = {k} folds (n_test/n_train = 1/{k - 1}); give --test-train-ratio if that is wrong",
                   file=sys.stderr)

@@ -179,8 +179,16 @@ class SplitFolds:
     """
 
     folds: list[int]
-    source: str
+    dataset: str
+    lookup: str  # "<path> has K folds", or why there is no splits_final.json
     assumed: bool
+
+    @property
+    def source(self) -> str:
+        """Where the folds come from, for messages."""
+        if not self.assumed:
+            return self.lookup
+        return f"{self.lookup}, and nnU-Net's default split of {self.dataset} has {NNUNET_DEFAULT_FOLDS} folds"
 
     @property
     def warning(self) -> str | None:
@@ -192,13 +200,12 @@ def dataset_folds(roots: Mapping[str, Path | None], dataset: Dataset) -> SplitFo
     path = splits_file(roots, dataset)
     if path is not None:
         count = split_fold_count(path)
-        return SplitFolds(list(range(count)), f"{path} has {count} folds", assumed=False)
+        return SplitFolds(list(range(count)), dataset.name, f"{path} has {count} folds", assumed=False)
     searched = [str(root / dataset.name) for name in ("nnUNet_preprocessed", "nnUNet_raw")
                 if (root := roots.get(name)) is not None]
     missing = (f"no {SPLITS_FILE} in {' or '.join(searched)} yet" if searched
                else "neither nnUNet_preprocessed nor nnUNet_raw is set")
-    return SplitFolds(list(DEFAULT_FOLDS), f"{missing}, and nnU-Net's default split of {dataset.name} has "
-                      f"{NNUNET_DEFAULT_FOLDS} folds", assumed=True)
+    return SplitFolds(list(DEFAULT_FOLDS), dataset.name, missing, assumed=True)
 
 
 def check_folds(folds: Sequence[int], roots: Mapping[str, Path | None], dataset: Dataset) -> SplitFolds:

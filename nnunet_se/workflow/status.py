@@ -19,6 +19,7 @@ from pathlib import Path
 from nnunet_se import cli_options
 from nnunet_se.errors import UserError
 from nnunet_se.results import fold_numbers, read_fold
+from nnunet_se.workflow.listing import format_table
 from nnunet_se.workflow.matrix import (
     DEFAULT_CONFIGURATION,
     DEFAULT_PLANS,
@@ -115,11 +116,7 @@ def render_table(rows: Sequence[Row]) -> str:
     header = ("dataset", "trainer", "finished", "running", "missing", "Dice (finished folds)")
     body = [(r.dataset, r.trainer, fold_ranges(r.finished), fold_ranges(r.running), fold_ranges(r.missing),
              r.dice_summary) for r in rows]
-    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-             for line in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n"
+    return format_table(header, body) + "\n"
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
