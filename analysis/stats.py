@@ -12,6 +12,9 @@ an improvement can be significant, as the paper marks) or ``"two-sided"``.
 - ``holm``: Holm-adjusted p-values, p_(i) * (m - i + 1) for ascending p, made monotone, capped at 1; NaN kept.
 
 Every test returns NaN when it is undefined (fewer than 2 pairs, zero variance, all differences zero).
+
+``fold_mean_std`` is the one summary of per-fold values (Dice of the folds of one model) that ``table`` and
+``status`` print: mean and sample std (ddof 1).
 """
 
 from __future__ import annotations
@@ -24,6 +27,21 @@ import numpy as np
 from scipy import stats
 
 ALTERNATIVES = ("greater", "two-sided")
+
+
+def fold_mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample std with ddof 1, n) of per-fold values (any unit; the result is in the same unit).
+
+    One convention for every command: the std of a single fold is undefined, so it is NaN (shown as "–"), never 0;
+    no value gives (NaN, NaN, 0). Every value must be finite: a NaN fold (no foreground anywhere) or an infinite one
+    is the caller's to report, never silently averaged in or left out, so a non-finite value raises ValueError.
+    """
+    x = np.asarray(values, float).reshape(-1)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"fold values must be finite, got {x.tolist()}")
+    if x.size == 0:
+        return math.nan, math.nan, 0
+    return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else math.nan, int(x.size)
 
 
 def _check(alternative: str) -> None:

@@ -15,11 +15,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from nnunet_se.analysis.paper_values import paper_value
-from nnunet_se.analysis.stats import holm, nadeau_bengio, paired_ttest, significance_mark, wilcoxon
+from nnunet_se.analysis.stats import fold_mean_std, holm, nadeau_bengio, paired_ttest, significance_mark, wilcoxon
 from nnunet_se.results import FoldResult, FoldState
 from nnunet_se.trainer_registry import baseline_of, trainer_infos
 
@@ -44,6 +43,7 @@ class Entry:
     n_cases: int = 0
     n_empty_reference: int = 0
     n_empty_excluded: int = 0
+    nan_folds: list[int] = field(default_factory=list)  # finished, but nnU-Net's fold Dice is NaN: left out
     unfinished_folds: list[int] = field(default_factory=list)
     missing_folds: list[int] = field(default_factory=list)
     best: bool = False
@@ -101,12 +101,11 @@ def build_table(
         ratio = test_train_ratio[dataset] if isinstance(test_train_ratio, Mapping) else test_train_ratio
         for model in models:
             folds = by_model[(dataset, model)]
-            done = {f: r for f, r in folds.items() if r.finished}
-            values = [done[f].dice * 100.0 for f in sorted(done)]
+            done = {f: r for f, r in folds.items() if r.finished and not math.isnan(r.dice)}
+            mean, std, _ = fold_mean_std([done[f].dice * 100.0 for f in sorted(done)])
             entry = Entry(
-                dataset, model, model.split("__")[0], None, sorted(done),
-                float(np.mean(values)) if values else math.nan,
-                float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+                dataset, model, model.split("__")[0], None, sorted(done), mean, std,
+                nan_folds=sorted(f for f, r in folds.items() if r.finished and math.isnan(r.dice)),
                 n_cases=sum(len(r.per_case) for r in done.values()),
                 n_empty_reference=sum(r.n_empty_reference for r in done.values()),
                 n_empty_excluded=sum(r.n_empty for r in done.values()),
@@ -214,7 +213,8 @@ def details_frame(entries: Sequence[Entry]) -> pd.DataFrame:
         "folds": len(e.folds), "t-test p": _p(e.p_ttest), "Nadeau-Bengio p": _p(e.p_nadeau_bengio),
         "Wilcoxon p (cases)": f"{_p(e.p_wilcoxon)} ({e.n_paired_cases})", "Holm p": _p(e.p_wilcoxon_holm),
         "cases": e.n_cases, "empty ref": e.n_empty_reference, "excluded (NaN)": e.n_empty_excluded,
-        "unfinished": _folds(e.unfinished_folds), "missing": _folds(e.missing_folds)} for e in entries])
+        "NaN Dice": _folds(e.nan_folds), "unfinished": _folds(e.unfinished_folds),
+        "missing": _folds(e.missing_folds)} for e in entries])
 
 
 def markdown_table(frame: pd.DataFrame) -> list[str]:
@@ -251,11 +251,11 @@ def render_markdown(entries: Sequence[Entry]) -> str:
              "Cases with an empty reference and an empty prediction have NaN Dice in nnU-Net and are excluded "
              "(column 'excluded'); an empty reference with a non-empty prediction counts as Dice 0."]
     labels = _labels(entries)
-    incomplete = [e for e in entries if e.unfinished_folds or e.missing_folds]
+    incomplete = [e for e in entries if e.unfinished_folds or e.missing_folds or e.nan_folds]
     if incomplete:
         lines += ["", "Incomplete (never averaged in): " + "; ".join(
             f"{e.dataset} {labels[e.model]}: unfinished {_folds(e.unfinished_folds)}, missing "
-            f"{_folds(e.missing_folds)}" for e in incomplete)]
+            f"{_folds(e.missing_folds)}, NaN Dice {_folds(e.nan_folds)}" for e in incomplete)]
     return "\n".join(lines) + "\n"
 
 
@@ -276,7 +276,7 @@ def entries_csv(entries: Sequence[Entry]) -> str:
     """One CSV row per dataset x model: every field of :class:`Entry` (fold lists joined by spaces, the paper's
     value split into ``paper_mean``, ``paper_std``, ``paper_mark``) and the mark."""
     frame = pd.DataFrame([e.as_dict() for e in entries])
-    for column in ("folds", "unfinished_folds", "missing_folds"):
+    for column in ("folds", "nan_folds", "unfinished_folds", "missing_folds"):
         frame[column] = frame[column].map(lambda folds: " ".join(map(str, folds)))
     frame["baseline"] = frame["baseline"].fillna("")
     paper = frame.pop("paper").map(lambda v: v or ("", "", ""))

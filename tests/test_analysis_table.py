@@ -22,7 +22,7 @@ from PIL import Image
 from scipy import stats
 
 from nnunet_se.analysis import cli
-from nnunet_se.analysis.stats import holm, nadeau_bengio, significance_mark
+from nnunet_se.analysis.stats import fold_mean_std, holm, nadeau_bengio, significance_mark
 from nnunet_se.analysis.tables import Entry, build_table, render_markdown
 from nnunet_se.results import scan_results
 
@@ -229,6 +229,27 @@ def test_significance_marks_at_and_around_the_limits(p: float, mark: str) -> Non
     entry = Entry("Dataset902_Hand", "M__P__2d", "M", "B__P__2d", [0, 1], 70.0, 1.0, p_ttest=p, best=True)
     assert entry.mark == mark
     assert render_markdown([entry]).splitlines()[2] == f"| M | **70.00 ± 1.00**{' ' + mark if mark else ''} |"
+
+
+# Fold summaries by hand: (80, 90) -> mean 85, var = (25 + 25) / 1 = 50, std sqrt(50); (1, 2, 3, 4) -> mean 2.5,
+# var = (2.25 + 0.25 + 0.25 + 2.25) / 3 = 5/3. One fold has no sample std (NaN, shown "–"), none has no mean.
+@pytest.mark.parametrize(("values", "expected"), [
+    ([80.0, 90.0], (85.0, math.sqrt(50.0), 2)),
+    ([1.0, 2.0, 3.0, 4.0], (2.5, math.sqrt(5.0 / 3.0), 4)),
+    ([0.7, 0.7], (0.7, 0.0, 2)),
+    ([73.5], (73.5, math.nan, 1)),
+    ([], (math.nan, math.nan, 0)),
+], ids=["two", "four", "equal", "one-fold", "none"])
+def test_fold_mean_std_by_hand(values: list[float], expected: tuple[float, float, int]) -> None:
+    mean, std, n = fold_mean_std(values)
+    assert (mean, std) == pytest.approx(expected[:2], rel=1e-15, abs=1e-15, nan_ok=True) and n == expected[2]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_fold_mean_std_refuses_a_non_finite_fold(bad: float) -> None:
+    """A NaN or infinite fold is reported by the caller, never averaged in or dropped here."""
+    with pytest.raises(ValueError, match="finite"):
+        fold_mean_std([0.8, bad])
 
 
 def student_sf_even(t: float, nu: int) -> float:
