@@ -4,11 +4,14 @@ initialisers, flavour/option resolution and a batch-norm that survives one value
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-import torch.nn.functional as F
+import torch.distributed as dist
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 FLAVOURS = ("paper", "original")
 
@@ -68,6 +71,62 @@ def check_spatial_dims(name: str, spatial_dims: int) -> None:
         raise ValueError(f"{name}: spatial_dims must be 2 or 3, got {spatial_dims!r}")
 
 
+def sync_group(bn: nn.modules.batchnorm._BatchNorm) -> ProcessGroup | None:
+    """The process group whose global batch the batch statistics of ``bn`` cover: ``bn``'s group when ``bn`` is
+    a ``SyncBatchNorm`` (what ``nnUNetv2_train -num_gpus N`` converts every BatchNorm to) in train mode and
+    ``torch.distributed`` is initialised with more than one process in that group (``SyncBatchNorm``'s own
+    rule); ``None`` (statistics of the local batch) otherwise."""
+    if not (isinstance(bn, nn.SyncBatchNorm) and bn.training and dist.is_available() and dist.is_initialized()):
+        return None
+    group = bn.process_group or dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
+def batch_mean(values: torch.Tensor, group: ProcessGroup | None) -> tuple[torch.Tensor, torch.Tensor | int]:
+    """Mean of ``values (N, ...)`` over its first axis and that axis's length, over the global batch of ``group``
+    (every process's ``values`` stacked; ``None``: the local batch, length an int). Differentiable: the
+    all-reduce's backward sums the incoming gradients over the processes, so every process receives the gradient
+    of the total loss. The global length is a 0-d tensor (no host synchronisation); it is >= 2 (>= 1 per process)."""
+    if group is None:
+        return values.mean(0), values.shape[0]
+    from torch.distributed.nn.functional import all_reduce
+
+    local = torch.cat((values.sum(0).flatten(), values.new_full((1,), values.shape[0])))
+    total = all_reduce(local, group=group)
+    return total[:-1].view(values.shape[1:]) / total[-1], total[-1]
+
+
+@torch.no_grad()
+def update_running_stats(
+    bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor | int,
+    unbiased: bool,
+) -> None:
+    """``nn.BatchNorm``'s train-mode update of ``bn``'s running statistics from the batch ``mean`` and biased
+    ``var`` of ``count`` values per channel: exponential average with ``momentum`` (cumulative for ``None``);
+    the running variance tracks ``var·count/(count − 1)`` if ``unbiased`` (PyTorch) or ``var`` (Keras's
+    non-fused batch norm). A single value (``count`` 1) leaves the running variance unchanged (undefined)."""
+    bn.num_batches_tracked += 1
+    weight = bn.momentum if bn.momentum is not None else 1.0 / bn.num_batches_tracked
+    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), weight)
+    if unbiased:
+        if isinstance(count, int) and count < 2:
+            return
+        var = var * count / (count - 1)
+    bn.running_var.lerp_(var.to(bn.running_var.dtype), weight)
+
+
+def affine_normalize(
+    bn: nn.modules.batchnorm._BatchNorm, z: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
+) -> torch.Tensor:
+    """``γ (z − mean)/sqrt(var + eps) + β`` with ``bn``'s affine parameters and eps, ``z (N, C, *S)``, per-channel
+    ``mean``/``var (C,)``."""
+    shape = (1, -1) + (1,) * (z.dim() - 2)
+    out = (z - mean.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
+    if bn.weight is not None:
+        out = out * bn.weight.view(shape) + bn.bias.view(shape)
+    return out
+
+
 def batch_norm_any_batch(
     bn: nn.modules.batchnorm._BatchNorm, z: torch.Tensor, biased_running_var: bool = False
 ) -> torch.Tensor:
@@ -77,22 +136,24 @@ def batch_norm_any_batch(
       there the normalised value ``(z - mean)/std`` is exactly 0, so the output is ``beta`` (what Keras
       computes) and the running statistics are left unchanged;
     * with ``biased_running_var`` (Keras's non-fused ``BatchNormalization``): the running variance tracks the
-      biased (population) batch variance instead of PyTorch's unbiased one. The output is the same.
+      biased (population) batch variance instead of PyTorch's unbiased one. The output is the same;
+    * under multi-process training (``sync_group``): the batch statistics are those of the global batch
+      (two-pass mean and variance, each one all-reduce), as ``SyncBatchNorm`` computes them, on any device
+      (PyTorch's ``SyncBatchNorm`` runs on GPUs only).
     """
     if not bn.training:
         return bn(z)
-    if z.numel() // z.shape[1] == 1:
+    group = sync_group(bn)
+    if group is None and z.numel() // z.shape[1] == 1:
         beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
         return (z * 0 + beta.view((1, -1) + (1,) * (z.dim() - 2))).to(z.dtype)
-    if not biased_running_var:
+    if group is None and not biased_running_var:
         return bn(z)
-    with torch.no_grad():
-        var, mean = torch.var_mean(z, dim=(0, *range(2, z.dim())), correction=0)
-        bn.num_batches_tracked += 1
-        weight = bn.momentum if bn.momentum is not None else 1.0 / bn.num_batches_tracked  # cumulative average
-        bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), weight)
-        bn.running_var.lerp_(var.to(bn.running_var.dtype), weight)
-    return F.batch_norm(z, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+    values = z.transpose(0, 1).flatten(1).T  # (values per channel, C)
+    mean, count = batch_mean(values, group)
+    var, _ = batch_mean((values - mean).square(), group)
+    update_running_stats(bn, mean, var, count, unbiased=not biased_running_var)
+    return affine_normalize(bn, z, mean, var)
 
 
 class ChannelExcitation(nn.Module):
@@ -155,6 +216,8 @@ __all__ = [
     "FLAVOURS",
     "ChannelExcitation",
     "ChannelGate",
+    "affine_normalize",
+    "batch_mean",
     "batch_norm_any_batch",
     "excitation_parameter_count",
     "gate_shape",
@@ -163,4 +226,6 @@ __all__ = [
     "resolve_options",
     "spatial_mean",
     "squeeze_dtype",
+    "sync_group",
+    "update_running_stats",
 ]

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from nnunet_se.modules.common import (
     ChannelExcitation,
     ChannelGate,
+    affine_normalize,
+    batch_mean,
     excitation_parameter_count,
     resolve_options,
     squeeze_dtype,
+    sync_group,
+    update_running_stats,
 )
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 EPS = 1e-7  # keras.backend.epsilon(), added to every measure before the log
 MINMAX_LOW, MINMAX_HIGH = 1.0, 256.0
@@ -137,65 +145,93 @@ def singularity_exponents(
 
 
 class AlphaMoments(torch.autograd.Function):
-    """Fused min-max -> box sums -> log -> OLS chain: ``x (N, C, *S)`` -> per-(sample, channel) spatial means
-    of alpha and alpha², ``(N, C)`` each, with a hand-written backward (no intermediate autograd graph;
-    saves x, alpha and the box sums). Equal to ``singularity_exponents(x, radii, minmax)`` followed by
-    ``mean`` and ``mean of squares``."""
+    """Fused min-max -> box sums -> log -> OLS chain: ``x (N, C, *S)`` (any float dtype) -> per-(sample, channel)
+    spatial means of alpha and alpha², ``(N, C)`` each in ``squeeze_dtype(x)``, with a hand-written backward (no
+    intermediate autograd graph). Saves only x (its own storage and dtype) and the per-channel (``"batch"``) or
+    per-(sample, channel) (``"sample"``) min and max; the backward recomputes the rescaled map, the box sums and
+    alpha from them. Equal to ``singularity_exponents(x, radii, minmax)`` followed by ``mean`` and
+    ``mean of squares``. With a process ``group`` and ``"batch"`` min-max, min and max are those of the global
+    batch (all processes of the group), and so are their gradients' shares among ties."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, radii: tuple[int, ...], minmax: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        ctx, x: torch.Tensor, radii: tuple[int, ...], minmax: str, group: ProcessGroup | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        group = group if minmax == "batch" else None
         dims = (0, *range(2, x.dim())) if minmax == "batch" else tuple(range(2, x.dim()))
-        low, high = torch.amin(x, dim=dims, keepdim=True), torch.amax(x, dim=dims, keepdim=True)
-        span = high - low
-        scale = (MINMAX_HIGH - MINMAX_LOW) / span.clamp(1e-7, 1e9)
-        u = torch.sub(x, low).mul_(scale).add_(MINMAX_LOW)  # not x·s + (1 − low·s): cancellation
+        xs = x.to(squeeze_dtype(x))
+        low, high = torch.amin(xs, dim=dims, keepdim=True), torch.amax(xs, dim=dims, keepdim=True)
+        if group is not None:
+            dist.all_reduce(low, dist.ReduceOp.MIN, group=group)
+            dist.all_reduce(high, dist.ReduceOp.MAX, group=group)
         terms = weighted_radii(radii)
+        alpha, _ = AlphaMoments.alpha(xs, low, high, terms)
+        flat = alpha.flatten(2)
+        m1 = flat.mean(-1)
+        m2 = torch.linalg.vecdot(flat, flat) / flat.shape[-1]
+        ctx.save_for_backward(x, low, high)
+        ctx.terms, ctx.dims, ctx.group, ctx.device_type = terms, dims, group, x.device.type
+        return m1, m2
+
+    @staticmethod
+    def alpha(
+        xs: torch.Tensor, low: torch.Tensor, high: torch.Tensor, terms: list[tuple[int, float]]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """alpha and the box measures ``μ_r + 1e-7`` (one per weighted radius) of ``xs`` rescaled with ``low``
+        and ``high`` (the forward computes them, the backward recomputes them)."""
+        scale = (MINMAX_HIGH - MINMAX_LOW) / (high - low).clamp(1e-7, 1e9)
+        u = torch.sub(xs, low).mul_(scale).add_(MINMAX_LOW)  # not x·s + (1 − low·s): cancellation
         measures = [mu.add_(EPS) for mu in box_sums(u, [r for r, _ in terms])]
         del u
         alpha = None
         for (_, w), mu in zip(terms, measures, strict=True):
             term = torch.log(mu)
             alpha = term.mul_(w) if alpha is None else alpha.add_(term, alpha=w)
-        flat = alpha.flatten(2)
-        m1 = flat.mean(-1)
-        m2 = torch.linalg.vecdot(flat, flat) / flat.shape[-1]
-        ctx.save_for_backward(x, alpha, low, high, span, scale, *measures)
-        ctx.terms, ctx.dims, ctx.device_type = terms, dims, x.device.type
-        return m1, m2
+        return alpha, measures
 
     @staticmethod
-    def backward(ctx, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+    def backward(ctx, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
         # float32 whatever autocast state the backward runs under (a compiled graph may trace it under the
         # forward's outer fp16 autocast, where vecdot would drop to fp16 and overflow)
         with torch.autocast(device_type=ctx.device_type, enabled=False):
             return AlphaMoments._backward(ctx, g1, g2)
 
     @staticmethod
-    def _backward(ctx, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        x, alpha, low, high, span, scale, *measures = ctx.saved_tensors
+    def _backward(ctx, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        x, low, high = ctx.saved_tensors
+        xs = x.to(g1.dtype)
+        alpha, measures = AlphaMoments.alpha(xs, low, high, ctx.terms)
+        span = high - low
+        scale = (MINMAX_HIGH - MINMAX_LOW) / span.clamp(1e-7, 1e9)
         size = math.prod(x.shape[2:])
         shape = g1.shape + (1,) * (x.dim() - 2)
-        g_alpha = torch.addcmul((g1 / size).view(shape), alpha, (2 * g2 / size).view(shape))
+        g_alpha = alpha.mul_((2 * g2 / size).view(shape)).add_((g1 / size).view(shape))
         g_u = None
         for (r, w), mu in zip(ctx.terms, measures, strict=True):
-            part = box_sum(g_alpha / mu, r, transpose=True)
+            part = box_sum(g_alpha.div(mu), r, transpose=True)
             g_u = part.mul_(w) if g_u is None else g_u.add_(part, alpha=w)
+        del alpha, g_alpha, measures
         # u = 1 + scale·(x − low), scale = 255 / clip(high − low): gradients of low and high go to the
         # minimum/maximum entries, split evenly among ties (as torch.amin/amax do).
-        unclamped = ((span >= 1e-7) & (span <= 1e9)).to(x.dtype)
+        unclamped = ((span >= 1e-7) & (span <= 1e9)).to(xs.dtype)
         dims = ctx.dims
+        hits = [xs == low, xs == high]
         g_sum = g_u.sum(dim=dims, keepdim=True)
-        g_dot = torch.linalg.vecdot(g_u.flatten(2), (x - low).flatten(2)).view(g1.shape + (1,) * (x.dim() - 2))
-        g_t = (g_dot.sum(0, keepdim=True) if 0 in dims else g_dot) / span.clamp(1e-7, 1e9) * unclamped
+        g_dot = torch.linalg.vecdot(g_u.flatten(2), (xs - low).flatten(2)).view(shape)
+        g_dot = g_dot.sum(0, keepdim=True) if 0 in dims else g_dot
+        counts = [hit.sum(dim=dims, keepdim=True, dtype=xs.dtype) for hit in hits]
+        if ctx.group is not None:  # global batch: the sums run over every process's share of the batch
+            totals = torch.stack((g_sum, g_dot, *counts))
+            dist.all_reduce(totals, group=ctx.group)
+            g_sum, g_dot, *counts = totals.unbind(0)
+        g_t = g_dot / span.clamp(1e-7, 1e9) * unclamped
         g_low, g_high = -scale * (g_sum - g_t), -scale * g_t
         # Dense masked form (no nonzero/index_put_: no data-dependent shapes, no host sync, one graph under
         # torch.compile): every entry equal to the extreme gets an equal share; the others get + 0 (exact).
         g_x = g_u.mul_(scale)
-        for extreme, g_extreme in ((low, g_low), (high, g_high)):
-            hit = x == extreme
-            share = g_extreme / hit.sum(dim=dims, keepdim=True)
-            g_x = g_x.addcmul_(hit, share)
-        return g_x, None, None
+        for hit, count, g_extreme in zip(hits, counts, (g_low, g_high), strict=True):
+            g_x = g_x.addcmul_(hit, g_extreme / count)
+        return g_x.to(x.dtype), None, None, None
 
 
 class Mono(ChannelGate):
@@ -230,19 +266,16 @@ class Mono(ChannelGate):
         (equal to running ``self.bn`` on the alpha map and averaging, without materialising either); called
         by ``channel_gate`` with autocast disabled."""
         bn = self.bn
-        m1, m2 = AlphaMoments.apply(x.to(squeeze_dtype(x)), self.radii, self.minmax)
+        group = sync_group(bn)
+        m1, m2 = AlphaMoments.apply(x, self.radii, self.minmax, group)
         if bn.training:
-            mean = m1.mean(0)
-            var = (m2.mean(0) - mean * mean).clamp_min(0)
-            count = m1.shape[0] * math.prod(x.shape[2:])
-            with torch.no_grad():
-                bn.num_batches_tracked += 1
-                bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), bn.momentum)
-                if count > 1:
-                    bn.running_var.lerp_((var * count / (count - 1)).to(bn.running_var.dtype), bn.momentum)
+            moments, samples = batch_mean(torch.stack((m1, m2), -1), group)
+            mean = moments[:, 0]
+            var = (moments[:, 1] - mean * mean).clamp_min(0)
+            update_running_stats(bn, mean, var, samples * math.prod(x.shape[2:]), unbiased=True)
         else:
             mean, var = bn.running_mean, bn.running_var
-        return (m1 - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
+        return affine_normalize(bn, m1, mean, var)
 
     @classmethod
     def parameter_count(cls, channels: int, spatial_dims: int = 2, flavour: str = "paper", **options: Any) -> int:
