@@ -31,3 +31,9 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# mutation testing of the core modules (benchmarks/mutation.py): a seeded sample of MUTANTS mutants, 0 = all
+MUTANTS ?= 150
+.PHONY: mutation
+mutation: $(STAMP)
+	nice -n 15 $(BIN)/python benchmarks/mutation.py --sample $(MUTANTS)

@@ -126,6 +126,27 @@ def test_decode_mask_thresholds(values: tuple[int, ...], threshold: int | None, 
         assert (mask_array(decode_mask(buf.getvalue(), "m.png", threshold).image, None)[0] == expected).all()
 
 
+@pytest.mark.parametrize("threshold", [1, 128, 255])
+def test_decode_mask_threshold_value_is_foreground(threshold: int) -> None:
+    """Foreground = grey >= threshold: the values just below, at and just above it fall on both sides. At 128 (Kvasir)
+    this is Pillow's undithered ``convert("1")``, the independent oracle."""
+    values = sorted({0, threshold - 1, threshold, min(threshold + 1, 255), 255})
+    arr = np.array([values], dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    got = mask_array(decode_mask(buf.getvalue(), "m.png", threshold).image, None)[0].tolist()
+    assert got == [v >= threshold for v in values]
+    if threshold == 128:
+        assert got == (np.asarray(Image.fromarray(arr).convert("1", dither=Image.Dither.NONE))[0]).tolist()
+
+
+def test_mask_array_half_threshold_both_sides() -> None:
+    """Resized 8-bit values 127 and 128 straddle the 0.5 threshold (128 / 255 >= 0.5 > 127 / 255)."""
+    assert mask_array(Image.fromarray(np.array([[0, 127, 128, 255]], np.uint8)), None).tolist() == [
+        [False, False, True, True]
+    ]
+
+
 def test_mask_array_is_bilinear_then_half_threshold() -> None:
     """A 4x4 mask with its left half set, down to 2x2: left column stays 1, right 0; a single pixel vanishes."""
     mask = np.zeros((4, 4), np.uint8)

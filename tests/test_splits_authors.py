@@ -47,7 +47,13 @@ def test_duplicate_groups_do_not_change_the_assignment(caplog: pytest.LogCapture
     assert "1 duplicate group(s) span several folds" in caplog.text
 
 
-@pytest.mark.parametrize(("n", "dev"), [(23, ["k21", "k22"]), (10, ["k09"]), (9, ["k08"]), (2, ["k01"]), (1, [])])
+@pytest.mark.parametrize(
+    ("n", "dev"),
+    [  # int(0.1 n) truncates: 1.5, 1.7, 1.9 and 2.5 cases give 1, 1, 1 and 2 (rounding would give 2, 2, 2, 2)
+        (23, ["k21", "k22"]), (20, ["k18", "k19"]), (19, ["k18"]), (17, ["k16"]), (15, ["k14"]),
+        (25, ["k23", "k24"]), (10, ["k09"]), (9, ["k08"]), (2, ["k01"]), (1, []),
+    ],
+)
 def test_dev_set_is_the_last_tenth_by_hand(n: int, dev: list[str]) -> None:
     ids = [f"k{i:02d}" for i in range(n)]
     fit, got = authors_dev_split(list(reversed(ids)), None)
