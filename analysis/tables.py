@@ -2,8 +2,11 @@
 
 Dice is reported in %. The std is the sample std over folds (ddof = 1). Tests pair a model with its baseline on
 the folds both finished (t-tests) and on the (fold, case) pairs both evaluated with a non-empty case (Wilcoxon).
-By default every test is one-sided (H1: the model beats its baseline), so the marks flag improvements only, as the
-paper's Table I does; ``alternative="two-sided"`` flags any difference. Baselines and the row order come from the
+The marks come from the Nadeau-Bengio corrected t-test: under K-fold cross-validation it is the one of the table's
+tests whose false-positive rate stays below alpha (``benchmarks/table_test_calibration.py``); the paper's plain
+paired t-test and the pooled Wilcoxon are reported beside it, unmarked. By default every test is one-sided (H1: the
+model beats its baseline), so the marks flag improvements only, as the paper's Table I does;
+``alternative="two-sided"`` flags any difference. Baselines and the row order come from the
 trainer registry (its first use imports the trainers, about 4 s). Tables are built as pandas frames and written as
 markdown, LaTeX or CSV from them.
 """
@@ -19,6 +22,8 @@ import pandas as pd
 
 from nnunet_se.analysis.paper_values import paper_value
 from nnunet_se.analysis.stats import fold_mean_std, holm, nadeau_bengio, paired_ttest, significance_mark, wilcoxon
+from nnunet_se.errors import UserError
+from nnunet_se.layout import model_folder_name, parse_model_folder_name
 from nnunet_se.results import FoldResult, FoldState
 from nnunet_se.trainer_registry import baseline_of, trainer_infos
 
@@ -53,7 +58,8 @@ class Entry:
 
     @property
     def mark(self) -> str:
-        return significance_mark(self.p_ttest)
+        """† / ‡ from the Nadeau-Bengio p (the calibrated test, see the module docstring)."""
+        return significance_mark(self.p_nadeau_bengio)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "mark": self.mark}
@@ -62,15 +68,16 @@ class Entry:
 def default_baseline(model: str) -> str | None:
     """The model folder of ``model``'s registry baseline with the same plans and configuration; None for a baseline
     and for trainers the registry does not know."""
-    trainer, plans, config = model.split("__")
+    trainer, plans, config = parse_model_folder_name(model)
     base = baseline_of(trainer)
-    return None if base is None else f"{base}__{plans}__{config}"
+    return None if base is None else model_folder_name(base, plans, config)
 
 
 def row_order(models: Sequence[str], baselines: Sequence[str]) -> list[str]:
     """``models`` with the baselines first, then in trainer registry order (unknown trainers last), then by name."""
     position = {name: i for i, name in enumerate(trainer_infos())}
-    return sorted(models, key=lambda m: (m not in baselines, position.get(m.split("__")[0], len(position)), m))
+    return sorted(models, key=lambda m: (m not in baselines,
+                                         position.get(parse_model_folder_name(m)[0], len(position)), m))
 
 
 def build_table(
@@ -90,6 +97,8 @@ def build_table(
     """
     by_model: dict[tuple[str, str], dict[int, FoldResult]] = defaultdict(dict)
     for r in results:
+        if (twin := by_model[(r.dataset, r.model)].get(r.fold)) is not None:
+            raise UserError(f"{r.path}: {r.dataset} {r.model} fold {r.fold} is also in {twin.path}; give one of them")
         by_model[(r.dataset, r.model)][r.fold] = r
     entries: list[Entry] = []
     for dataset in sorted({d for d, _ in by_model}):
@@ -97,30 +106,49 @@ def build_table(
         bases = {m: _resolve_baseline(m, baseline, found) for m in found}
         models = row_order(found, [b for b in bases.values() if b is not None])
         wanted = expected_folds.get(dataset) if isinstance(expected_folds, Mapping) else expected_folds
-        expected = sorted(wanted) if wanted is not None else sorted({f for m in models for f in by_model[(dataset, m)]})
         ratio = test_train_ratio[dataset] if isinstance(test_train_ratio, Mapping) else test_train_ratio
-        for model in models:
-            folds = by_model[(dataset, model)]
-            done = {f: r for f, r in folds.items() if r.finished and not math.isnan(r.dice)}
-            mean, std, _ = fold_mean_std([done[f].dice * 100.0 for f in sorted(done)])
-            entry = Entry(
-                dataset, model, model.split("__")[0], None, sorted(done), mean, std,
-                nan_folds=sorted(f for f, r in folds.items() if r.finished and math.isnan(r.dice)),
-                n_cases=sum(len(r.per_case) for r in done.values()),
-                n_empty_reference=sum(r.n_empty_reference for r in done.values()),
-                n_empty_excluded=sum(r.n_empty for r in done.values()),
-                unfinished_folds=sorted(f for f, r in folds.items() if r.state is FoldState.RUNNING),
-                missing_folds=sorted(set(expected) - {f for f, r in folds.items() if r.state is not FoldState.MISSING}),
-                paper=paper_value(dataset, model.split("__")[0]) if compare_paper else None,
-                alternative=alternative,
-                test_train_ratio=ratio,
-            )
-            base_name = bases[model]
-            if base_name is not None and base_name != model:
-                _compare(entry, done, {f: r for f, r in by_model[(dataset, base_name)].items() if r.finished}, ratio)
-                entry.baseline = base_name
-            entries.append(entry)
-        _holm_and_best([e for e in entries if e.dataset == dataset])
+        entries += dataset_entries(dataset, {m: by_model[(dataset, m)] for m in models}, bases, wanted, ratio,
+                                   compare_paper, alternative)
+    return entries
+
+
+def dataset_entries(
+    dataset: str,
+    folds_by_model: Mapping[str, Mapping[int, FoldResult]],
+    baselines: Mapping[str, str | None],
+    expected_folds: Sequence[int] | None,
+    test_train_ratio: float,
+    compare_paper: bool = False,
+    alternative: str = "greater",
+) -> list[Entry]:
+    """The entries of one dataset, one per model in the order of ``folds_by_model`` (model folder -> fold ->
+    result): mean +- std over its finished folds with a finite Dice, the tests against ``baselines[model]`` (a
+    model folder of ``folds_by_model``, or None), Holm over the models, and the best mean. No trainer registry."""
+    expected = sorted(expected_folds if expected_folds is not None else {f for m in folds_by_model.values() for f in m})
+    usable = {m: {f: r for f, r in folds.items() if r.finished and not math.isnan(r.dice)}
+              for m, folds in folds_by_model.items()}
+    entries = []
+    for model, folds in folds_by_model.items():
+        done = usable[model]
+        mean, std, _ = fold_mean_std([done[f].dice * 100.0 for f in sorted(done)])
+        entry = Entry(
+            dataset, model, parse_model_folder_name(model)[0], None, sorted(done), mean, std,
+            nan_folds=sorted(f for f, r in folds.items() if r.finished and math.isnan(r.dice)),
+            n_cases=sum(len(r.per_case) for r in done.values()),
+            n_empty_reference=sum(r.n_empty_reference for r in done.values()),
+            n_empty_excluded=sum(r.n_empty for r in done.values()),
+            unfinished_folds=sorted(f for f, r in folds.items() if r.state is FoldState.RUNNING),
+            missing_folds=sorted(set(expected) - {f for f, r in folds.items() if r.state is not FoldState.MISSING}),
+            paper=paper_value(dataset, parse_model_folder_name(model)[0]) if compare_paper else None,
+            alternative=alternative,
+            test_train_ratio=test_train_ratio,
+        )
+        base_name = baselines.get(model)
+        if base_name is not None and base_name != model:
+            _compare(entry, done, usable[base_name], test_train_ratio)
+            entry.baseline = base_name
+        entries.append(entry)
+    _holm_and_best(entries)
     return entries
 
 
@@ -131,7 +159,7 @@ def _resolve_baseline(model: str, baseline: str | None, models: Sequence[str]) -
     elif "__" in baseline:
         name = baseline
     else:
-        name = "__".join([baseline, *model.split("__")[1:]])
+        name = model_folder_name(baseline, *parse_model_folder_name(model)[1:])
     return name if name in models else None
 
 
@@ -164,7 +192,7 @@ def _holm_and_best(entries: list[Entry]) -> None:
 def _labels(entries: Sequence[Entry]) -> dict[str, str]:
     """Row label per model folder: the trainer name, or the full folder name when a trainer has several."""
     models = sorted({e.model for e in entries})
-    trainers = [m.split("__")[0] for m in models]
+    trainers = [parse_model_folder_name(m)[0] for m in models]
     return {m: (t if trainers.count(t) == 1 else m) for m, t in zip(models, trainers, strict=True)}
 
 
@@ -243,10 +271,12 @@ def _ratios(entries: Sequence[Entry]) -> str:
 def render_markdown(entries: Sequence[Entry]) -> str:
     lines = [*markdown_table(grid_frame(entries, latex=False)),
              "", "Dice (%) mean ± std (ddof 1) over finished folds; bold = best mean per dataset; "
-             f"† p ≤ 0.05, ‡ p ≤ 0.01 (paired t-test over folds vs the baseline, {_sides(entries)}).", "",
+             f"† p ≤ 0.05, ‡ p ≤ 0.01 (Nadeau-Bengio corrected t-test over folds vs the baseline, {_sides(entries)}).",
+             "",
              *markdown_table(details_frame(entries)),
              "", f"All p-values {_sides(entries)}. Nadeau-Bengio corrected resampled t-test with n_test/n_train = "
-             f"{_ratios(entries)}. Wilcoxon signed-rank "
+             f"{_ratios(entries)} (the marks). Unmarked, as their false-positive rate exceeds alpha when folds share "
+             "training cases: the paper's paired t-test over folds, and the Wilcoxon signed-rank test "
              "over per-case Dice pooled across the paired folds, Holm-corrected over the models of each dataset. "
              "Cases with an empty reference and an empty prediction have NaN Dice in nnU-Net and are excluded "
              "(column 'excluded'); an empty reference with a non-empty prediction counts as Dice 0."]
@@ -268,8 +298,8 @@ def render_latex(entries: Sequence[Entry]) -> str:
     frame.columns = [str(c).replace("_", "\\_") for c in frame.columns]
     frame.iloc[:, 0] = frame.iloc[:, 0].str.replace("_", "\\_")
     table = frame.to_latex(index=False, escape=False, column_format="l" + "c" * (frame.shape[1] - 1))
-    return table + (f"% Dice (%) mean $\\pm$ std over folds; $^\\dagger$ p<=0.05, $^\\ddagger$ p<=0.01 (paired t-test "
-                    f"vs baseline, {_sides(entries)}); Nadeau-Bengio ratio {_ratios(entries)}\n")
+    return table + (f"% Dice (%) mean $\\pm$ std over folds; $^\\dagger$ p<=0.05, $^\\ddagger$ p<=0.01 (Nadeau-Bengio "
+                    f"corrected t-test vs baseline, {_sides(entries)}); Nadeau-Bengio ratio {_ratios(entries)}\n")
 
 
 def entries_csv(entries: Sequence[Entry]) -> str:

@@ -157,31 +157,28 @@ def _write_fold(root: Path, trainer: str, fold: int, dice: float, dataset: str =
     (folder / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": dice}, "metric_per_case": [case]}))
 
 
-# Hand-computed paired t-test: fold differences d = (1, 2, 3, 4) Dice points, mean 2.5, sd sqrt(5/3), so
-# t = 2.5 / (sqrt(5/3) / 2) = sqrt(15) with 3 d.o.f. Student's t with 3 d.o.f. has the closed-form tail
-# P(T >= t) = 1/2 - (u / (1 + u^2) + arctan u) / pi with u = t / sqrt(3) = sqrt(5): 0.0152331.
-HAND_P_ONE = 0.5 - (math.sqrt(5.0) / 6.0 + math.atan(math.sqrt(5.0))) / math.pi
-
-
-def test_marks_one_sided_by_default_on_a_hand_computed_example(tmp_path: Path, capsys) -> None:
-    """A model better by d = (1, 2, 3, 4) points is marked † (one-sided p = 0.0152, two-sided 0.0305); one worse by
-    the same amounts is unmarked by default (p = 0.985, the paper's SRM-on-Kvasir rule) and † only two-sided."""
-    base = [70.0, 71.0, 72.0, 73.0]
+def test_marks_come_from_nadeau_bengio_one_sided_by_default(tmp_path: Path, capsys) -> None:
+    """A model better by d = (1, 2, 3, 4, 5) points on 5 folds: Nadeau-Bengio one-sided p = NB_5 = 0.0237 (†),
+    two-sided 0.0474 (†); one worse by the same amounts is unmarked by default (p = 0.976, the paper's SRM-on-Kvasir
+    rule) and † only two-sided. The plain paired t-test (t = 3 sqrt 2, 4 d.o.f., p = 0.0066) would give ‡: it is
+    reported, not marked."""
+    base = [70.0, 71.0, 72.0, 73.0, 74.0]
     for fold, b in enumerate(base):
         _write_fold(tmp_path, "nnUNetTrainerPaper", fold, b / 100)
         _write_fold(tmp_path, "nnUNetTrainerPaperCSE", fold, (b + fold + 1) / 100)
         _write_fold(tmp_path, "nnUNetTrainerPaperSRM", fold, (b - fold - 1) / 100)
     one = {e.trainer: e for e in build_table(scan_results([tmp_path]))}
     two = {e.trainer: e for e in build_table(scan_results([tmp_path]), alternative="two-sided")}
-    assert one["nnUNetTrainerPaperCSE"].p_ttest == pytest.approx(HAND_P_ONE, rel=1e-9)
-    assert one["nnUNetTrainerPaperSRM"].p_ttest == pytest.approx(1 - HAND_P_ONE, rel=1e-9)
-    assert two["nnUNetTrainerPaperCSE"].p_ttest == pytest.approx(2 * HAND_P_ONE, rel=1e-9)
-    assert two["nnUNetTrainerPaperSRM"].p_ttest == pytest.approx(2 * HAND_P_ONE, rel=1e-9)
+    assert one["nnUNetTrainerPaperCSE"].p_nadeau_bengio == pytest.approx(NB_5, rel=1e-9)
+    assert one["nnUNetTrainerPaperSRM"].p_nadeau_bengio == pytest.approx(1 - NB_5, rel=1e-9)
+    assert two["nnUNetTrainerPaperCSE"].p_nadeau_bengio == pytest.approx(2 * NB_5, rel=1e-9)
+    assert two["nnUNetTrainerPaperSRM"].p_nadeau_bengio == pytest.approx(2 * NB_5, rel=1e-9)
+    assert one["nnUNetTrainerPaperCSE"].p_ttest == pytest.approx(student_sf_even(3 * math.sqrt(2), 4), rel=1e-9)
     assert (one["nnUNetTrainerPaperCSE"].mark, one["nnUNetTrainerPaperSRM"].mark) == ("†", "")
     assert (two["nnUNetTrainerPaperCSE"].mark, two["nnUNetTrainerPaperSRM"].mark) == ("†", "†")
     assert cli.main(["table", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| **74.00 ± 2.58** † |" in out and "| 69.00 ± 0.00 |" in out and "one-sided: improvements only" in out
+    assert "| **75.00 ± 3.16** † |" in out and "| 69.00 ± 0.00 |" in out and "one-sided: improvements only" in out
     assert cli.main(["table", str(tmp_path), "--alternative", "two-sided"]) == 0
     out = capsys.readouterr().out
     assert "| 69.00 ± 0.00 † |" in out and "two-sided: any difference" in out
@@ -226,7 +223,7 @@ def test_holm_against_hand_computed_values(p: list[float], adjusted: list[float]
 ])
 def test_significance_marks_at_and_around_the_limits(p: float, mark: str) -> None:
     assert significance_mark(p) == mark
-    entry = Entry("Dataset902_Hand", "M__P__2d", "M", "B__P__2d", [0, 1], 70.0, 1.0, p_ttest=p, best=True)
+    entry = Entry("Dataset902_Hand", "M__P__2d", "M", "B__P__2d", [0, 1], 70.0, 1.0, p_nadeau_bengio=p, best=True)
     assert entry.mark == mark
     assert render_markdown([entry]).splitlines()[2] == f"| M | **70.00 ± 1.00**{' ' + mark if mark else ''} |"
 
