@@ -27,7 +27,7 @@ CASE_SETS = ("val", "train", "all")
 
 def ensure_trainer_discovery() -> None:
     """Put the plugin's shim folder on ``nnUNet_extTrainer`` so nnU-Net finds the plugin trainers by name."""
-    from nnunet_se.workflow.env import EXT_VARIABLE, ext_trainer_value
+    from nnunet_se.layout import EXT_VARIABLE, ext_trainer_value
 
     os.environ[EXT_VARIABLE] = ext_trainer_value(os.environ.get(EXT_VARIABLE))
 

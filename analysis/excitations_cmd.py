@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from nnunet_se.cli_options import (
     add_plans,
     add_trainers,
 )
-from nnunet_se.errors import UserError, shown
+from nnunet_se.errors import UserError
+from nnunet_se.layout import RESULTS, Dataset, dataset_folds, model_folder, nnunet_roots, resolve_datasets
 
 logger = logging.getLogger(__name__)
 COMMAND = "nnunet-se-analyze excitations"
@@ -62,17 +64,12 @@ class Capture:
     fold: int
 
 
-def resolve_folds(folds: list[int] | str, dataset: str) -> list[int]:
-    """``folds``, or for ``all`` every fold of ``dataset``'s splits_final.json (nnU-Net's 0-4 without one)."""
+def resolve_folds(folds: list[int] | str, roots: Mapping[str, Path | None], dataset: Dataset) -> list[int]:
+    """``folds`` as given (a trained fold outside the split is still captured), or for ``all`` every fold of
+    ``dataset``'s split (:func:`nnunet_se.layout.dataset_folds`: splits_final.json, nnU-Net's 0-4 without one)."""
     if folds != ALL_FOLDS:
         return list(folds)
-    from nnunetv2 import paths
-
-    from nnunet_se.workflow.matrix import Dataset, dataset_folds
-
-    roots = {name: Path(str(value)) if (value := getattr(paths, name, None)) else None
-             for name in ("nnUNet_preprocessed", "nnUNet_raw")}
-    split = dataset_folds(roots, Dataset(int(dataset[7:10]), dataset))
+    split = dataset_folds(roots, dataset)
     if split.warning:
         logger.warning("-f all: %s", split.warning)
     return split.folds
@@ -84,23 +81,16 @@ def plan_captures(args: argparse.Namespace) -> list[Capture]:
     A trainer is any name with a trained model folder (the demo's and third-party trainers included); without
     one, an unknown name is reported with the closest known trainer (``check_trainer``), a known one as untrained.
     """
-    from nnunetv2.paths import nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    from nnunetv2.utilities.file_path_utilities import get_output_folder
-
     from nnunet_se.trainer_registry import check_trainer
 
-    if not nnUNet_results:
+    roots = nnunet_roots()
+    if roots[RESULTS] is None:
         raise UserError("nnUNet_results is not set: it must point to the folder with the trained models")
     captures = []
-    for token in dict.fromkeys(args.datasets):
-        try:
-            dataset = maybe_convert_to_dataset_name(token)
-        except (RuntimeError, ValueError) as exc:
-            raise UserError(f"-d {shown(token)}: {str(exc).splitlines()[0]}") from exc
-        folds = resolve_folds(args.folds, dataset)
+    for dataset in resolve_datasets(list(dict.fromkeys(args.datasets)), roots):
+        folds = resolve_folds(args.folds, roots, dataset)
         for trainer in dict.fromkeys(args.trainers):
-            model_dir = Path(get_output_folder(dataset, trainer, args.plans, args.configuration))
+            model_dir = model_folder(roots[RESULTS], dataset.name, trainer, args.plans, args.configuration)
             if not model_dir.is_dir():
                 check_trainer(trainer, families=False)  # a typo: name the closest known trainer
                 raise UserError(f"{model_dir}: no trained model folder for {trainer} / {args.plans} / "
@@ -110,7 +100,7 @@ def plan_captures(args: argparse.Namespace) -> list[Capture]:
                 if not ckpt.is_file():
                     raise UserError(f"{ckpt}: checkpoint not found (is fold {fold} trained? try --checkpoint "
                                     "final|best)")
-                captures.append(Capture(dataset, trainer, model_dir, fold))
+                captures.append(Capture(dataset.name, trainer, model_dir, fold))
     return captures
 
 

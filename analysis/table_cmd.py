@@ -20,8 +20,17 @@ from nnunet_se.analysis.stats import ALTERNATIVES
 from nnunet_se.analysis.tables import Entry, build_table, entries_csv, render_latex, render_markdown
 from nnunet_se.analysis.tabular import csv_text, json_text
 from nnunet_se.errors import UserError
-from nnunet_se.results import DATASET_RE, FoldResult, scan_results
-from nnunet_se.workflow.matrix import NNUNET_DEFAULT_FOLDS, Dataset, SplitFolds, dataset_folds, nnunet_roots
+from nnunet_se.layout import (
+    DATASET_RE,
+    NNUNET_DEFAULT_FOLDS,
+    RESULTS,
+    Dataset,
+    SplitFolds,
+    dataset_folds,
+    match_dataset,
+    nnunet_roots,
+)
+from nnunet_se.results import FoldResult, scan_results
 
 FORMATS = ("md", "latex", "csv", "json")
 
@@ -59,8 +68,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def _dataset_match(r: FoldResult, wanted: str) -> bool:
-    return wanted == r.dataset or r.dataset.startswith(f"Dataset{wanted.zfill(3)}_")
+def _wanted_datasets(tokens: Sequence[str] | None, found: Sequence[FoldResult], where: str) -> set[str] | None:
+    """The dataset folder names ``-d`` picks among those found (:func:`nnunet_se.layout.match_dataset`: an id or a
+    DatasetNNN_Name); None without ``-d`` or when nothing was found (reported by :func:`_check_names`)."""
+    if not tokens or not found:
+        return None
+    known = {int(m.group(1)): d for d in sorted({r.dataset for r in found}) if (m := DATASET_RE.fullmatch(d))}
+    where = f"{where} (found {', '.join(sorted({r.dataset for r in found}))})"
+    return {match_dataset(token, known, where).name for token in tokens}
 
 
 def _expand(tokens: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -83,7 +98,8 @@ def _kept_trainers(args: argparse.Namespace) -> set[str] | None:
     return named | {b for t in named if (b := baseline_of(t)) is not None}
 
 
-def _check_names(found: list[FoldResult], kept: list[FoldResult], args: argparse.Namespace, where: str) -> None:
+def _check_names(found: list[FoldResult], kept: list[FoldResult], args: argparse.Namespace, where: str,
+                 datasets: set[str] | None) -> None:
     """One-line errors for filters that match nothing: a dataset, trainer or baseline name not among the results."""
     if not found:
         raise UserError(f"{where}: no Dataset*/Trainer__Plans__config/fold_* folders found")
@@ -91,8 +107,8 @@ def _check_names(found: list[FoldResult], kept: list[FoldResult], args: argparse
     def known(values: set[str]) -> str:
         return ", ".join(sorted(values))
 
-    for wanted in args.datasets or []:
-        if not any(_dataset_match(r, wanted) for r in found):
+    for wanted in sorted(datasets or []):
+        if not any(r.dataset == wanted for r in found):
             raise UserError(f"-d {wanted!r}: no such dataset in {where} (found {known({r.dataset for r in found})})")
     for option, value, attr in (("-p", args.plans, "plans"), ("-c", args.configuration, "configuration")):
         if value and not any(getattr(r, attr) == value for r in found):
@@ -111,7 +127,7 @@ def _check_names(found: list[FoldResult], kept: list[FoldResult], args: argparse
 
 
 def dataset_splits(results: Sequence[FoldResult]) -> dict[str, SplitFolds | None]:
-    """Each dataset's split (:func:`~nnunet_se.workflow.matrix.dataset_folds`); None for a folder not named like a
+    """Each dataset's split (:func:`~nnunet_se.layout.dataset_folds`); None for a folder not named like a
     dataset (a model folder given on its own)."""
     roots = nnunet_roots()
     return {d: dataset_folds(roots, Dataset(int(m.group(1)), d)) if (m := DATASET_RE.fullmatch(d)) else None
@@ -172,18 +188,20 @@ def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     folders = args.folders
     if not folders:
-        root = os.environ.get("nnUNet_results")
-        if not root:
+        root = nnunet_roots()[RESULTS]
+        if root is None:
             raise UserError("no folders given and nnUNet_results is not set")
-        folders = [Path(root)]
+        folders = [root]
     _check_args(args)
     found = scan_results(folders)
     kept = _kept_trainers(args)
-    results = [r for r in found if (not args.datasets or any(_dataset_match(r, d) for d in args.datasets))
+    where = ", ".join(map(str, folders))
+    datasets = _wanted_datasets(args.datasets, found, where)
+    results = [r for r in found if (datasets is None or r.dataset in datasets)
                and (not args.plans or r.plans == args.plans)
                and (not args.configuration or r.configuration == args.configuration)
                and (kept is None or r.trainer in kept)]
-    _check_names(found, results, args, ", ".join(map(str, folders)))
+    _check_names(found, results, args, where, datasets)
     inputs = [r.path / "validation" / "summary.json" for r in found if r.finished]
     for path in (p for p in (args.output, args.cases_csv) if p is not None):  # checked against the inputs first
         check_output_file(path, inputs)

@@ -20,19 +20,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nnunet_se.errors import UserError, shown
+from nnunet_se.layout import ALL_FOLDS, DEFAULT_CONFIGURATION, DEFAULT_PLANS, FOLDS_OPTION
 
 DEFAULT_SEED = 42
 """One default seed for convert, pca and demo: the authors' BUSI split seed."""
 MAX_SEED = 2**32 - 1
 """Largest seed: scikit-learn's and NumPy's legacy seed range; 32 bits keep the outputs portable."""
-ALL_FOLDS = "all"
 MAX_FOLD = 999
 """Largest fold number accepted (keeps a typo like ``0-99999999`` from building a huge list)."""
 REMOVED_IN = "0.3.0"
 """The release that drops the deprecated spellings (accepted with a warning until then; docs/cli.md)."""
 
 _FOLD_RANGE_RE = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
-FOLDS_OPTION = "-f/--folds"
 
 
 def _help(text: str, default: object) -> str:
@@ -58,13 +57,13 @@ def add_trainers(p: argparse.ArgumentParser, required: bool = False, default: Se
     p.add_argument("-tr", "--trainers", nargs="+", required=required, default=default, metavar="TRAINER", help=help)
 
 
-def add_configuration(p: argparse.ArgumentParser, default: str | None = "2d",
+def add_configuration(p: argparse.ArgumentParser, default: str | None = DEFAULT_CONFIGURATION,
                       help: str = "nnU-Net configuration") -> None:
     """``-c/--configuration`` (``args.configuration``)."""
     p.add_argument("-c", "--configuration", default=default, metavar="CONFIG", help=_help(help, default))
 
 
-def add_plans(p: argparse.ArgumentParser, default: str | None = "nnUNetPlans",
+def add_plans(p: argparse.ArgumentParser, default: str | None = DEFAULT_PLANS,
               help: str = "nnU-Net plans identifier") -> None:
     """``-p/--plans`` (``args.plans``)."""
     p.add_argument("-p", "--plans", default=default, metavar="PLANS", help=_help(help, default))

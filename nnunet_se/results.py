@@ -37,11 +37,8 @@ from enum import Enum
 from pathlib import Path
 
 from nnunet_se.errors import UserError
+from nnunet_se.layout import DATASET_RE, MODEL_RE, model_folder_name, parse_model_folder_name
 
-DATASET_RE = re.compile(r"Dataset(\d{3})_([A-Za-z0-9_\-]+)", re.ASCII)
-"""The one dataset-folder pattern (fullmatch): ``DatasetNNN_Name``, the name one shell word (grid writes it into
-job scripts)."""
-MODEL_RE = re.compile(r"(?P<trainer>[^_].*?)__(?P<plans>.+)__(?P<configuration>[^_].*)")
 FOLD_RE = re.compile(r"fold_(\d{1,9})", re.ASCII)
 SUMMARY = Path("validation") / "summary.json"
 RESUMABLE = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")  # nnU-Net's --c order
@@ -76,7 +73,7 @@ class FoldResult:
     @property
     def model(self) -> str:
         """The model folder name ``<trainer>__<plans>__<configuration>``."""
-        return f"{self.trainer}__{self.plans}__{self.configuration}"
+        return model_folder_name(self.trainer, self.plans, self.configuration)
 
     @property
     def finished(self) -> bool:
@@ -132,8 +129,11 @@ def read_summary(path: Path) -> tuple[float, dict[str, float], int]:
             labels = [m for key, m in case["metrics"].items() if key not in ("0", "(0,)")]
             values = [_dice(m["Dice"], path, f"metric_per_case[{index}] Dice") for m in labels]
             finite = [v for v in values if not math.isnan(v)]
-            per_case[case_id(case["reference_file"])] = sum(finite) / len(finite) if finite else math.nan
-            n_empty_reference += all(int(m["n_ref"]) == 0 for m in labels)
+            name = case_id(case["reference_file"])
+            if name in per_case:
+                raise UserError(f"{path}: case {name!r} appears twice in metric_per_case")
+            per_case[name] = sum(finite) / len(finite) if finite else math.nan
+            n_empty_reference += all(_count(m["n_ref"], path, f"metric_per_case[{index}] n_ref") == 0 for m in labels)
     except (OSError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         # ValueError covers JSON and UTF-8 errors
         raise UserError(f"{path}: not an nnU-Net summary.json ({type(exc).__name__}: {exc})") from exc
@@ -169,7 +169,8 @@ def _model_folders(folder: Path) -> Iterable[tuple[str, Path]]:
 
 def scan_results(folders: Sequence[Path]) -> list[FoldResult]:
     """Every ``fold_k`` folder under ``folders`` (results roots, dataset folders or model folders), in any state,
-    sorted by dataset, model and fold; a fold found twice is read once."""
+    sorted by dataset, model and fold. A folder reached twice (a root and a dataset inside it) is read once; the
+    same dataset, model and fold in two different folders is a UserError (which one is meant is not known)."""
     found: dict[tuple[str, str, int], FoldResult] = {}
     for folder in folders:
         if not folder.is_dir():

@@ -92,7 +92,7 @@ def write_synthetic_raw(raw_root: Path, seed: int = SEED) -> Path:
 
 
 def _nnunet_env(raw: Path, preprocessed: Path, results: Path) -> dict[str, str]:
-    from nnunet_se.workflow.env import ext_trainer_value
+    from nnunet_se.layout import ext_trainer_value
 
     return {
         **os.environ,

@@ -212,8 +212,8 @@ ROWS = [
     Row("dice-inside-output", command("responses", "root:exc/cse.npz", "--dice", "root:dice/list.json", "-o",
                                       "root:dice"), ("dice", "is or contains the input")),
     # ---- table ----
-    Row("table-d-no-match", command("table", "root:results", "-d", "999"), ("-d '999'", "no such dataset",
-                                                                          DATASET)),
+    Row("table-d-no-match", command("table", "root:results", "-d", "999"), ("-d/--datasets 999",
+                                                                          "no Dataset999_", DATASET)),
     Row("table-d-empty", command("table", "root:results", "-d", ""), ("-d", "empty value")),
     Row("table-c-no-match", command("table", "root:results", "-c", "3d_fullres"), ("-c '3d_fullres'", "found 2d")),
     Row("table-tr-unknown", command("table", "root:results", "-tr", "nnUNetTrainerPaperFoo"),

@@ -291,18 +291,17 @@ def test_seed_range_is_checked_by_every_parser_alike(command: str, capsys: pytes
         assert "argument --seed: expected an integer from 0 to 4294967295" in capsys.readouterr().err
 
 
-def test_all_folds_resolve_to_the_split_of_the_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``-f all``: a hand-written splits_final.json with 3 folds gives folds 0, 1, 2; without one, nnU-Net's 0-4."""
-    import nnunetv2.paths
-
+def test_excitations_all_folds_resolve_to_the_split_of_the_dataset(tmp_path: Path) -> None:
+    """``excitations -f all``: a hand-written splits_final.json with 3 folds gives folds 0, 1, 2; without one,
+    nnU-Net's 0-4; explicit folds are taken as given (a trained fold outside the split is still captured)."""
     from nnunet_se.analysis.excitations_cmd import resolve_folds
+    from nnunet_se.layout import Dataset
 
-    monkeypatch.setattr(nnunetv2.paths, "nnUNet_preprocessed", str(tmp_path / "pre"))
-    monkeypatch.setattr(nnunetv2.paths, "nnUNet_raw", None)
+    roots = {"nnUNet_preprocessed": tmp_path / "pre", "nnUNet_raw": None}
     folder = tmp_path / "pre" / "Dataset777_Three"
     folder.mkdir(parents=True)
     fold = {"train": ["a", "b"], "val": ["c"]}
     (folder / "splits_final.json").write_text(json.dumps([fold, fold, fold]))
-    assert resolve_folds("all", "Dataset777_Three") == [0, 1, 2]
-    assert resolve_folds([4, 7], "Dataset777_Three") == [4, 7]  # explicit folds are taken as given
-    assert resolve_folds("all", "Dataset778_NoSplit") == [0, 1, 2, 3, 4]
+    assert resolve_folds("all", roots, Dataset(777, "Dataset777_Three")) == [0, 1, 2]
+    assert resolve_folds([4, 7], roots, Dataset(777, "Dataset777_Three")) == [4, 7]
+    assert resolve_folds("all", roots, Dataset(778, "Dataset778_NoSplit")) == [0, 1, 2, 3, 4]

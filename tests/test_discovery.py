@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from nnunet_se.injection import recalibration_paths
+from nnunet_se.layout import NNUNET_ROOTS, shim_folder
 from nnunet_se.trainers import ALL_TRAINERS, RecalibrationTrainer
 from nnunet_se.workflow import env as env_command
 
@@ -18,7 +19,7 @@ TRAINER_NAMES = sorted(ALL_TRAINERS)
 
 
 def test_shim_folder_holds_only_the_shim() -> None:
-    folder = env_command.shim_folder()
+    folder = shim_folder()
     assert sorted(p.name for p in folder.glob("*.py")) == ["__init__.py", "nnunet_se_trainers_shim.py"]
     assert not [p for p in folder.iterdir() if p.is_dir() and p.name != "__pycache__"]
 
@@ -42,22 +43,22 @@ def test_all_trainers_are_exported() -> None:
 )
 def test_env_prints_exports(args, expected, capsys, monkeypatch) -> None:
     monkeypatch.delenv("nnUNet_extTrainer", raising=False)
-    for name in env_command.NNUNET_PATH_VARIABLES:
+    for name in NNUNET_ROOTS:
         monkeypatch.setenv(name, "/somewhere")
     assert env_command.main(args, prog="nnunet-se env") == 0
     out, err = capsys.readouterr()
-    assert out == expected.format(folder=env_command.shim_folder()) + "\n"
+    assert out == expected.format(folder=shim_folder()) + "\n"
     assert err == ""
 
 
 def test_env_keeps_other_ext_folders_and_warns_about_unset_paths(capsys, monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("nnUNet_extTrainer", f"{tmp_path}:{env_command.shim_folder()}")
+    monkeypatch.setenv("nnUNet_extTrainer", f"{tmp_path}:{shim_folder()}")
     monkeypatch.setenv("nnUNet_raw", "/raw")
     monkeypatch.delenv("nnUNet_preprocessed", raising=False)
     monkeypatch.setenv("nnUNet_results", "")
     assert env_command.main([], prog="nnunet-se env") == 0
     out, err = capsys.readouterr()
-    assert out == f"export nnUNet_extTrainer={env_command.shim_folder()}:{tmp_path}\n"
+    assert out == f"export nnUNet_extTrainer={shim_folder()}:{tmp_path}\n"
     assert err.splitlines() == [
         f"nnunet-se env: warning: {name} is not set; nnU-Net needs it (see nnU-Net's setting_up_paths.md)"
         for name in ("nnUNet_preprocessed", "nnUNet_results")
@@ -68,7 +69,7 @@ def test_env_keeps_other_ext_folders_and_warns_about_unset_paths(capsys, monkeyp
 def test_nnunet_lookup_finds_trainer_and_it_pickles(name: str, monkeypatch) -> None:
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    monkeypatch.setenv("nnUNet_extTrainer", str(env_command.shim_folder()))
+    monkeypatch.setenv("nnUNet_extTrainer", str(shim_folder()))
     found = recursive_find_trainer_class_by_name(name)
     assert found is ALL_TRAINERS[name]
     assert found.__module__.startswith("nnunet_se.trainers.")
@@ -143,7 +144,7 @@ def test_train_step_and_predict_step(name: str, nnunet_preprocessed, monkeypatch
 
 
 def _nnunet_paths(monkeypatch, tmp_path) -> None:
-    for name in env_command.NNUNET_PATH_VARIABLES:
+    for name in NNUNET_ROOTS:
         monkeypatch.setenv(name, str(tmp_path))
 
 
@@ -151,7 +152,7 @@ def test_check_passes_on_this_installation(capsys, monkeypatch, tmp_path) -> Non
     from nnunet_se.workflow import selfcheck
 
     _nnunet_paths(monkeypatch, tmp_path)
-    monkeypatch.setenv("nnUNet_extTrainer", str(env_command.shim_folder()))
+    monkeypatch.setenv("nnUNet_extTrainer", str(shim_folder()))
     assert selfcheck.main([], prog="nnunet-se check") == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == [f"{title}: ok" for title, _ in selfcheck.CHECKS]
@@ -170,7 +171,7 @@ def test_check_reports_one_line_per_problem(capsys, monkeypatch, tmp_path) -> No
     errors = [line for line in err.splitlines() if line.startswith("nnunet-se check: error: ")]
     assert len(errors) == 3
     assert "nnUNet_results is not set" in errors[0]
-    assert f"nnUNet_extTrainer does not contain {env_command.shim_folder()}" in errors[1]
+    assert f"nnUNet_extTrainer does not contain {shim_folder()}" in errors[1]
     assert errors[2].startswith("nnunet-se check: error: torchvision does not import") and "fix: " in errors[2]
     assert out.splitlines() == ["nnunetv2 version: ok", "environment variables: FAILED", "torchvision import: FAILED",
                                 "trainer lookup and pickling: skipped (fix torchvision first)"]

@@ -18,9 +18,9 @@ import pytest
 
 from nnunet_se.cli import main as cli_main
 from nnunet_se.errors import UserError
+from nnunet_se.layout import Dataset, resolve_datasets, shim_folder
 from nnunet_se.trainer_registry import families
-from nnunet_se.workflow.env import shim_folder
-from nnunet_se.workflow.matrix import Dataset, build_manifest, resolve_datasets
+from nnunet_se.workflow.matrix import build_manifest
 
 DATASETS = {601: "Dataset601_KvasirSEG", 602: "Dataset602_BUSI", 603: "Dataset603_ISIC2018"}
 TRAINED = "nnUNetTrainerPaper"

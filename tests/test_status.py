@@ -60,8 +60,8 @@ def test_table_of_found_trainers(results: Path, capsys: pytest.CaptureFixture[st
     mean, std = statistics.fmean([0.8, 0.9]), statistics.stdev([0.8, 0.9])
     assert table(out) == [
         [KVASIR, PAPER, "0-1", "2-3", "4", f"{mean:.4f} +- {std:.4f} (n=2)"],
-        [KVASIR, MONO, "0", "-", "1-4", "0.7000 +- 0.0000 (n=1)"],
-        [BUSI, PAPER, "0", "-", "1-2", "0.5000 +- 0.0000 (n=1)"],
+        [KVASIR, MONO, "0", "-", "1-4", "0.7000 +- – (n=1)"],
+        [BUSI, PAPER, "0", "-", "1-2", "0.5000 +- – (n=1)"],
     ]
 
 
@@ -78,7 +78,7 @@ def test_requested_trainers_folds_and_plans(results: Path, capsys: pytest.Captur
                                 "splits_final.json has 3 folds, 0-2); nnU-Net would train it on a random split of "
                                 "its own")
     code, out, _ = status(capsys, "--datasets", "602", "-p", "nnUNetResEncUNetMPlans")
-    assert table(out) == [[BUSI, PAPER, "0", "-", "1-2", "0.5000 +- 0.0000 (n=1)"]]
+    assert table(out) == [[BUSI, PAPER, "0", "-", "1-2", "0.5000 +- – (n=1)"]]
 
 
 def test_json(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,6 +89,21 @@ def test_json(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (paper["finished"], paper["running"], paper["missing"]) == ([0, 1], [2, 3], [4])
     assert paper["dice"] == {"0": 0.8, "1": 0.9}
     assert paper["dice_mean"] == pytest.approx(0.85) and paper["dice_std"] == pytest.approx(0.0707107, abs=1e-6)
+
+
+def test_status_and_table_agree_on_mean_and_std(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One summary of fold values for both commands: the sample std (ddof 1) of two folds, and no std (null, not 0)
+    for a single fold; the table's unit is percent, the status's 0-1."""
+    from nnunet_se.analysis.cli import main as analyze_main
+
+    code, out, _ = status(capsys, "--datasets", "601", "--json")
+    rows = {r["trainer"]: r for r in json.loads(out)}
+    assert code == 0 and analyze_main(["table", "-d", "601", "-p", "nnUNetPlans", "--format", "json"]) == 0
+    entries = {e["trainer"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
+    assert rows[PAPER]["dice_std"] == pytest.approx(statistics.stdev([0.8, 0.9]), rel=1e-12)
+    assert entries[PAPER]["std"] == pytest.approx(100 * rows[PAPER]["dice_std"], rel=1e-12)
+    assert rows[MONO]["dice_n"] == 1 and rows[MONO]["dice_std"] is None and entries[MONO]["std"] is None
+    assert entries[MONO]["mean"] == pytest.approx(100 * rows[MONO]["dice_mean"], rel=1e-12)
 
 
 def test_nan_fold_is_not_counted_and_json_stays_valid(results: Path, capsys: pytest.CaptureFixture[str]) -> None:

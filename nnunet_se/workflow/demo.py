@@ -20,14 +20,14 @@ from pathlib import Path
 
 from nnunet_se.cli_options import add_deprecated, add_device, add_output, add_seed
 from nnunet_se.errors import UserError
+from nnunet_se.layout import DEFAULT_CONFIGURATION as CONFIGURATION
+from nnunet_se.layout import DEFAULT_PLANS as PLANS
 from nnunet_se.workflow.demo_runs import Pipeline
 from nnunet_se.workflow.demo_scoring import ModelScores, score_test_set, validation_dice
 
 DATASET_ID = 999
 DATASET_NAME = "NnunetSeDemo"
 MARKER = ".nnunet-se-demo"
-CONFIGURATION = "2d"
-PLANS = "nnUNetPlans"
 SOURCES = ("kvasir", "busi", "isic2018")
 PAPER_SEVEN = ("nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPaperSSE", "nnUNetTrainerPaperSCSE",
                "nnUNetTrainerPaperSRM", "nnUNetTrainerPaperFCA", "nnUNetTrainerPaperMono")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_se.workflow.demo import CONFIGURATION, PLANS
+from nnunet_se.layout import DEFAULT_CONFIGURATION, DEFAULT_PLANS, model_folder
 from nnunet_se.workflow.demo_scoring import ModelScores, learning_curve
 
 DICE_BAR = 0.8  # the demo's "it learned" line (issue 14)
@@ -55,7 +55,7 @@ def curves_figure(results: Path, dataset: str, trainers: Sequence[str], folds: i
               ("dev_loss", "early-stopping (dev) loss"), ("dev_dice", "dev-set pseudo Dice"))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for i, trainer in enumerate(trainers):
-        folder = results / dataset / f"{trainer}__{PLANS}__{CONFIGURATION}"
+        folder = model_folder(results, dataset, trainer, DEFAULT_PLANS, DEFAULT_CONFIGURATION)
         curves = [c for f in range(folds) if (c := learning_curve(folder / f"fold_{f}")) is not None]
         if not curves:
             continue

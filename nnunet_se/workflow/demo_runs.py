@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_se.errors import UserError
-from nnunet_se.workflow.env import ext_trainer_value
+from nnunet_se.layout import ext_trainer_value
 
 BATCH_MARK = "nnunet-se demo batch:"
 DEMO_SHIM = "nnunet_se_demo_trainers_shim"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_se.layout import model_folder
+
 
 @dataclass
 class ModelScores:
@@ -34,7 +36,7 @@ def validation_dice(results: Path, dataset: str, trainer: str, folds: Sequence[i
     :func:`nnunet_se.results.fold_state`'s rule."""
     from nnunet_se.results import read_fold
 
-    model = results / dataset / f"{trainer}__{plans}__{configuration}"
+    model = model_folder(results, dataset, trainer, plans, configuration)
     found = (read_fold(model / f"fold_{fold}", dataset, trainer, plans, configuration, fold) for fold in folds)
     return {r.fold: r.dice for r in found if r.finished}
 

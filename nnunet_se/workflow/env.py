@@ -6,12 +6,9 @@ import argparse
 import os
 import shlex
 import sys
-from pathlib import Path
 
-import nnunet_se.nnunet_ext
+from nnunet_se.layout import EXT_VARIABLE, ext_trainer_value, nnunet_roots
 
-EXT_VARIABLE = "nnUNet_extTrainer"
-NNUNET_PATH_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 SHELL_SYNTAX = {
     "sh": "export {name}={value}",
     "fish": "set -gx {name} {value}",
@@ -19,21 +16,9 @@ SHELL_SYNTAX = {
 }
 
 
-def shim_folder() -> Path:
-    """The folder holding only the shim module (``nnunet_se_trainers_shim.py``) for ``nnUNet_extTrainer``."""
-    return Path(nnunet_se.nnunet_ext.__file__).resolve().parent
-
-
-def ext_trainer_value(current: str | None) -> str:
-    """``nnUNet_extTrainer`` with the shim folder first, keeping any other folders the user already has."""
-    ours = str(shim_folder())
-    others = [p for p in (current or "").split(os.pathsep) if p and Path(p).resolve() != Path(ours)]
-    return os.pathsep.join([ours, *others])
-
-
 def unset_nnunet_paths() -> list[str]:
     """Names of nnU-Net's path variables that are unset or empty."""
-    return [name for name in NNUNET_PATH_VARIABLES if not os.environ.get(name)]
+    return [name for name, path in nnunet_roots().items() if path is None]
 
 
 def main(argv: list[str], prog: str) -> int:

@@ -18,18 +18,10 @@ from pathlib import Path
 
 from nnunet_se import cli_options
 from nnunet_se.errors import UserError
+from nnunet_se.layout import DEFAULT_CONFIGURATION, DEFAULT_PLANS, folds_for, nnunet_roots, resolve_datasets
 from nnunet_se.results import FoldState, fold_state
 from nnunet_se.workflow.grid_script import check_slurm_args, make_log_folder, render_script
-from nnunet_se.workflow.matrix import (
-    DEFAULT_CONFIGURATION,
-    DEFAULT_PLANS,
-    Job,
-    build_manifest,
-    check_name,
-    folds_for,
-    nnunet_roots,
-    resolve_datasets,
-)
+from nnunet_se.workflow.matrix import Job, build_manifest, check_name
 
 FORMATS = ("sh", "slurm", "json")
 MANIFEST_VERSION = 1

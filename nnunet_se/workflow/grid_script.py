@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nnunet_se.errors import UserError, shown
+from nnunet_se.layout import EXT_VARIABLE, NNUNET_ROOTS, ext_trainer_value
 from nnunet_se.results import FINISHED_BASH
-from nnunet_se.workflow.env import EXT_VARIABLE, ext_trainer_value
-from nnunet_se.workflow.matrix import NNUNET_ROOTS, Job
+from nnunet_se.workflow.matrix import Job
 
 REQUEUE_SIGNAL_SECONDS = 600
 # Everything written into a script is either one of these patterns (checked with fullmatch, ASCII only) or

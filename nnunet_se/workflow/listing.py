@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+
+from nnunet_se.text_table import format_table
 
 TRAINER_COLUMNS = ("trainer", "family", "baseline", "Table I row", "module", "flavour", "network")
 FAMILY_COLUMNS = ("family", "-tr <family> expands to (baseline first)")
@@ -17,15 +18,6 @@ MODULE_TITLES = {
     "fca": "frequency channel attention, DCT pooling (Qin et al., FcaNet)",
     "mono": "monofractal recalibration (Martins et al.)",
 }
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Plain-text table, columns left-aligned and padded to their widest cell."""
-    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def trainer_rows() -> list[tuple[str, ...]]:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from nnunet_se.workflow.env import EXT_VARIABLE, ext_trainer_value, shim_folder, unset_nnunet_paths
+from nnunet_se.layout import EXT_VARIABLE, ext_trainer_value, shim_folder
+from nnunet_se.workflow.env import unset_nnunet_paths
 
 DISTRIBUTION = "nnunet-se"
 

@@ -17,22 +17,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nnunet_se import cli_options
+from nnunet_se.analysis.stats import fold_mean_std
 from nnunet_se.errors import UserError
-from nnunet_se.results import fold_numbers, read_fold
-from nnunet_se.workflow.listing import format_table
-from nnunet_se.workflow.matrix import (
+from nnunet_se.layout import (
+    ALL_FOLDS,
     DEFAULT_CONFIGURATION,
     DEFAULT_PLANS,
+    PREPROCESSED,
+    RAW,
+    RESULTS,
     Dataset,
-    Job,
-    check_name,
     find_datasets,
     fold_ranges,
     folds_for,
-    mean_std,
+    model_folder,
     nnunet_roots,
+    parse_model_folder_name,
     resolve_datasets,
 )
+from nnunet_se.results import fold_numbers, read_fold
+from nnunet_se.text_table import format_table
+from nnunet_se.workflow.matrix import check_name
 
 
 @dataclass
@@ -50,27 +55,36 @@ class Row:
 
     @property
     def dice_summary(self) -> str:
-        """``mean +- std (n=N)`` over the finite Dice, then ``NaN: <folds>`` if any; ``-`` when there is neither."""
-        mean, std = mean_std(list(self.dice.values()))
-        parts = [] if math.isnan(mean) else [f"{mean:.4f} +- {std:.4f} (n={len(self.dice)})"]
+        """``mean +- std (n=N)`` over the finite Dice (std ``–`` for one fold, as in ``nnunet-se-analyze table``),
+        then ``NaN: <folds>`` if any; ``-`` when there is neither."""
+        mean, std, n = fold_mean_std(list(self.dice.values()))
+        parts = [] if n == 0 else [f"{mean:.4f} +- {'–' if math.isnan(std) else f'{std:.4f}'} (n={n})"]
         if self.dice_nan:
             parts.append(f"NaN: fold {fold_ranges(self.dice_nan)}")
         return "; ".join(parts) or "-"
 
     def as_json(self) -> dict[str, object]:
-        """The row as JSON-safe values: no NaN (``dice_mean``/``dice_std`` are null without a finite Dice)."""
-        mean, std = mean_std(list(self.dice.values()))
-        return asdict(self) | {"dice_n": len(self.dice), "dice_mean": None if math.isnan(mean) else mean,
+        """The row as JSON-safe values: no NaN (``dice_mean`` is null without a finite Dice, ``dice_std`` with fewer
+        than two)."""
+        mean, std, n = fold_mean_std(list(self.dice.values()))
+        return asdict(self) | {"dice_n": n, "dice_mean": None if math.isnan(mean) else mean,
                                "dice_std": None if math.isnan(std) else std}
 
 
 def trained_trainers(results: Path, dataset: Dataset, plans: str, configuration: str) -> list[str]:
     """Trainer names with a ``<trainer>__<plans>__<configuration>`` folder under the dataset's results."""
     folder = results / dataset.name
-    suffix = f"__{plans}__{configuration}"
     if not folder.is_dir():
         return []
-    return sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.is_dir() and p.name.endswith(suffix))
+    trainers = []
+    for entry in folder.iterdir():
+        try:
+            trainer, *rest = parse_model_folder_name(entry.name)
+        except ValueError:  # not a model folder
+            continue
+        if entry.is_dir() and rest == [plans, configuration]:
+            trainers.append(trainer)
+    return sorted(trainers)
 
 
 def expected_folds(results: Path, roots: Mapping[str, Path | None], dataset: Dataset, trainers: Sequence[str],
@@ -78,9 +92,9 @@ def expected_folds(results: Path, roots: Mapping[str, Path | None], dataset: Dat
     """``folds`` checked against the dataset's split; for ``all`` (or None) the folds of ``splits_final.json`` (0-4
     without one) plus any ``fold_k`` already present."""
     expected, _ = folds_for(folds, roots, dataset)
-    if folds is None or folds == cli_options.ALL_FOLDS:
+    if folds is None or folds == ALL_FOLDS:
         for trainer in trainers:
-            expected += fold_numbers(results / dataset.name / f"{trainer}__{plans}__{configuration}")
+            expected += fold_numbers(model_folder(results, dataset.name, trainer, plans, configuration))
     return sorted(set(expected))
 
 
@@ -90,9 +104,9 @@ def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset
     list, ``all`` or None) to :func:`expected_folds`.
 
     ``preprocessed`` and ``raw`` are where the datasets' ``splits_final.json`` is looked for (see
-    :func:`nnunet_se.workflow.matrix.splits_file`).
+    :func:`nnunet_se.layout.splits_file`).
     """
-    roots = {"nnUNet_preprocessed": preprocessed, "nnUNet_raw": raw}
+    roots = {PREPROCESSED: preprocessed, RAW: raw}
     rows = []
     for dataset in datasets:
         names = list(trainers) if trainers else trained_trainers(results, dataset, plans, configuration)
@@ -100,7 +114,7 @@ def collect(results: Path, preprocessed: Path | None, datasets: Sequence[Dataset
         for trainer in names:
             row = Row(dataset.name, trainer)
             for fold in expected:
-                folder = Job(dataset, trainer, fold, configuration, plans).fold_folder(results)
+                folder = model_folder(results, dataset.name, trainer, plans, configuration) / f"fold_{fold}"
                 result = read_fold(folder, dataset.name, trainer, plans, configuration, fold)
                 getattr(row, result.state.value).append(fold)
                 if result.finished and math.isnan(result.dice):
@@ -137,7 +151,7 @@ def main(argv: list[str], prog: str) -> int:
     check_name("-c", args.configuration)
     check_name("-p", args.plans)
     roots = nnunet_roots()
-    results = roots["nnUNet_results"]
+    results = roots[RESULTS]
     if results is None:
         raise UserError("nnUNet_results is not set: nnU-Net's results folder is where the status is read")
     if not results.is_dir():
@@ -151,8 +165,8 @@ def main(argv: list[str], prog: str) -> int:
         from nnunet_se.trainer_registry import expand_trainers  # imports the trainers (about 4 s)
 
         trainers = expand_trainers(args.trainers, "-tr/--trainers")
-    rows = collect(results, roots["nnUNet_preprocessed"], datasets, trainers, args.folds, args.plans,
-                   args.configuration, raw=roots["nnUNet_raw"])
+    rows = collect(results, roots[PREPROCESSED], datasets, trainers, args.folds, args.plans,
+                   args.configuration, raw=roots[RAW])
     if args.json:
         print(json.dumps([r.as_json() for r in rows], indent=2, allow_nan=False))
     elif not rows:
