@@ -37,7 +37,7 @@ from enum import Enum
 from pathlib import Path
 
 from nnunet_se.errors import UserError
-from nnunet_se.layout import DATASET_RE, MODEL_RE, model_folder_name, parse_model_folder_name
+from nnunet_se.layout import DATASET_RE, MODEL_RE, model_folder_name
 
 FOLD_RE = re.compile(r"fold_(\d{1,9})", re.ASCII)
 SUMMARY = Path("validation") / "summary.json"
@@ -129,11 +129,8 @@ def read_summary(path: Path) -> tuple[float, dict[str, float], int]:
             labels = [m for key, m in case["metrics"].items() if key not in ("0", "(0,)")]
             values = [_dice(m["Dice"], path, f"metric_per_case[{index}] Dice") for m in labels]
             finite = [v for v in values if not math.isnan(v)]
-            name = case_id(case["reference_file"])
-            if name in per_case:
-                raise UserError(f"{path}: case {name!r} appears twice in metric_per_case")
-            per_case[name] = sum(finite) / len(finite) if finite else math.nan
-            n_empty_reference += all(_count(m["n_ref"], path, f"metric_per_case[{index}] n_ref") == 0 for m in labels)
+            per_case[case_id(case["reference_file"])] = sum(finite) / len(finite) if finite else math.nan
+            n_empty_reference += all(int(m["n_ref"]) == 0 for m in labels)
     except (OSError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         # ValueError covers JSON and UTF-8 errors
         raise UserError(f"{path}: not an nnU-Net summary.json ({type(exc).__name__}: {exc})") from exc
@@ -169,8 +166,7 @@ def _model_folders(folder: Path) -> Iterable[tuple[str, Path]]:
 
 def scan_results(folders: Sequence[Path]) -> list[FoldResult]:
     """Every ``fold_k`` folder under ``folders`` (results roots, dataset folders or model folders), in any state,
-    sorted by dataset, model and fold. A folder reached twice (a root and a dataset inside it) is read once; the
-    same dataset, model and fold in two different folders is a UserError (which one is meant is not known)."""
+    sorted by dataset, model and fold; a fold found twice is read once."""
     found: dict[tuple[str, str, int], FoldResult] = {}
     for folder in folders:
         if not folder.is_dir():
