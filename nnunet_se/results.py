@@ -37,7 +37,7 @@ from enum import Enum
 from pathlib import Path
 
 from nnunet_se.errors import UserError
-from nnunet_se.layout import DATASET_RE, MODEL_RE, model_folder_name
+from nnunet_se.layout import DATASET_RE, MODEL_RE, model_folder_name, parse_model_folder_name
 
 FOLD_RE = re.compile(r"fold_(\d{1,9})", re.ASCII)
 SUMMARY = Path("validation") / "summary.json"
@@ -45,6 +45,8 @@ RESUMABLE = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.p
 FINISHED_BASH = '[ -f "{folder}/validation/summary.json" ] && [ ! -f "{folder}/checkpoint_latest.pth" ]'
 """The finished rule as a bash test; ``{folder}`` becomes a bash expression of the fold folder (such as
 ``$folder``), already inside double quotes."""
+MAX_SUMMARY_BYTES = 256 * 2**20
+"""Largest ``summary.json`` read (nnU-Net's for 10,000 cases and 10 labels is about 30 MB)."""
 _LABEL_ENDINGS = (".nii.gz", ".nrrd", ".nii", ".png", ".tif", ".tiff", ".bmp", ".jpg", ".mha")
 
 
@@ -106,6 +108,21 @@ def _dice(value: object, path: Path, where: str) -> float:
     return dice
 
 
+def _count(value: object, path: Path, where: str) -> int:
+    """``value`` as a voxel count (an integer >= 0; nnU-Net writes ints), else a UserError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value >= 0 and value == int(value)):
+        raise UserError(f"{path}: {where} is {value!r}, not a voxel count")
+    return int(value)
+
+
+def _json_constant(name: str, path: Path) -> float:
+    """JSON's non-standard constants: NaN is nnU-Net's Dice of an empty case; an infinity is never a valid value."""
+    if name == "NaN":
+        return math.nan
+    raise UserError(f"{path}: holds {name}, not a valid value (nnU-Net writes NaN for an empty case, never {name})")
+
+
 def case_id(reference_file: str) -> str:
     """``case_007`` for ``/gt/case_007.nii.gz``: the reference file name without its image ending."""
     name = os.path.basename(reference_file)
@@ -118,10 +135,16 @@ def case_id(reference_file: str) -> str:
 def read_summary(path: Path) -> tuple[float, dict[str, float], int]:
     """(``foreground_mean`` Dice, per-case Dice, number of empty references) of one nnU-Net ``summary.json``.
 
-    Raises UserError when the file is not nnU-Net's format or a Dice is outside 0-1.
+    Raises UserError (one line naming the file) when the file is not a regular file of at most
+    :data:`MAX_SUMMARY_BYTES`, not nnU-Net's format, holds Infinity, a Dice outside 0-1 or an ``n_ref`` that is not a
+    voxel count, or names a case twice.
     """
     try:
-        summary = json.loads(path.read_text())
+        if not path.is_file():
+            raise UserError(f"{path}: not a regular file")
+        if (size := path.stat().st_size) > MAX_SUMMARY_BYTES:
+            raise UserError(f"{path}: {size} bytes, more than the {MAX_SUMMARY_BYTES} a summary.json may have")
+        summary = json.loads(path.read_text(), parse_constant=lambda name: _json_constant(name, path))
         dice = _dice(summary["foreground_mean"]["Dice"], path, "foreground_mean.Dice")
         per_case: dict[str, float] = {}
         n_empty_reference = 0
@@ -129,8 +152,11 @@ def read_summary(path: Path) -> tuple[float, dict[str, float], int]:
             labels = [m for key, m in case["metrics"].items() if key not in ("0", "(0,)")]
             values = [_dice(m["Dice"], path, f"metric_per_case[{index}] Dice") for m in labels]
             finite = [v for v in values if not math.isnan(v)]
-            per_case[case_id(case["reference_file"])] = sum(finite) / len(finite) if finite else math.nan
-            n_empty_reference += all(int(m["n_ref"]) == 0 for m in labels)
+            name = case_id(case["reference_file"])
+            if name in per_case:
+                raise UserError(f"{path}: case {name!r} appears twice in metric_per_case")
+            per_case[name] = sum(finite) / len(finite) if finite else math.nan
+            n_empty_reference += all(_count(m["n_ref"], path, f"metric_per_case[{index}] n_ref") == 0 for m in labels)
     except (OSError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         # ValueError covers JSON and UTF-8 errors
         raise UserError(f"{path}: not an nnU-Net summary.json ({type(exc).__name__}: {exc})") from exc
@@ -166,15 +192,19 @@ def _model_folders(folder: Path) -> Iterable[tuple[str, Path]]:
 
 def scan_results(folders: Sequence[Path]) -> list[FoldResult]:
     """Every ``fold_k`` folder under ``folders`` (results roots, dataset folders or model folders), in any state,
-    sorted by dataset, model and fold; a fold found twice is read once."""
+    sorted by dataset, model and fold. A folder reached twice (a root and a dataset inside it) is read once; the
+    same dataset, model and fold in two different folders is a UserError (which one is meant is not known)."""
     found: dict[tuple[str, str, int], FoldResult] = {}
     for folder in folders:
         if not folder.is_dir():
             raise UserError(f"{folder}: not a folder (expected nnUNet_results, a dataset or a model folder)")
         for dataset, model in _model_folders(folder):
-            match = MODEL_RE.fullmatch(model.name)
+            trainer, plans, configuration = parse_model_folder_name(model.name)
             for fold in fold_numbers(model):
-                if (dataset, model.name, fold) not in found:
-                    found[(dataset, model.name, fold)] = read_fold(model / f"fold_{fold}", dataset, match["trainer"],
-                                                                   match["plans"], match["configuration"], fold)
+                key, fold_folder = (dataset, model.name, fold), model / f"fold_{fold}"
+                if key not in found:
+                    found[key] = read_fold(fold_folder, dataset, trainer, plans, configuration, fold)
+                elif found[key].path.resolve() != fold_folder.resolve():
+                    raise UserError(f"{fold_folder}: {dataset} {model.name} fold {fold} is also in {found[key].path}; "
+                                    "give only one of the two results folders")
     return [found[key] for key in sorted(found)]

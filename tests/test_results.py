@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from nnunet_se import results
 from nnunet_se.errors import UserError
 from nnunet_se.results import FINISHED_BASH, FoldState, fold_state, read_fold, read_summary, scan_results
 
@@ -112,7 +114,24 @@ def test_unfinished_fold_has_no_dice(tmp_path: Path) -> None:
     [
         ('{"mean": {}}', "KeyError: 'foreground_mean'"),
         ('{"foreground_mean": {"Dice": 0.5}}', "KeyError: 'metric_per_case'"),
-        ('{"foreground_mean": {"Dice": Infinity}, "metric_per_case": []}', "foreground_mean.Dice is inf, not a Dice"),
+        ('{"foreground_mean": {"Dice": Infinity}, "metric_per_case": []}', "holds Infinity, not a valid value"),
+        ('{"foreground_mean": {"Dice": -Infinity}, "metric_per_case": []}', "holds -Infinity, not a valid value"),
+        ('{"foreground_mean": {"Dice": 1e999}, "metric_per_case": []}', "foreground_mean.Dice is inf, not a Dice"),
+        ('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": [{"reference_file": "a.png", "metrics": '
+         '{"1": {"Dice": 0.5, "n_ref": Infinity}}}]}', "holds Infinity"),
+        ('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": [{"reference_file": "a.png", "metrics": '
+         '{"1": {"Dice": 0.5, "n_ref": 1e999}}}]}', "metric_per_case[0] n_ref is inf, not a voxel count"),
+        ('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": [{"reference_file": "a.png", "metrics": '
+         '{"1": {"Dice": 0.5, "n_ref": NaN}}}]}', "metric_per_case[0] n_ref is nan, not a voxel count"),
+        ('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": [{"reference_file": "a.png", "metrics": '
+         '{"1": {"Dice": 0.5, "n_ref": -1}}}]}', "metric_per_case[0] n_ref is -1, not a voxel count"),
+        ('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": [{"reference_file": "a.png", "metrics": '
+         '{"1": {"Dice": 0.5, "n_ref": 2.5}}}]}', "metric_per_case[0] n_ref is 2.5, not a voxel count"),
+        ('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": [{"reference_file": "a.png", "metrics": '
+         '{"1": {"Dice": 0.5, "n_ref": true}}}]}', "metric_per_case[0] n_ref is True, not a voxel count"),
+        ('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": [' + ", ".join(
+            '{"reference_file": "/gt/a.png", "metrics": {"1": {"Dice": 0.5, "n_ref": 1}}}' for _ in range(2)) + "]}",
+         "case 'a' appears twice in metric_per_case"),
         ('{"foreground_mean": {"Dice": 1.5}, "metric_per_case": []}', "foreground_mean.Dice is 1.5"),
         ('{"foreground_mean": {"Dice": "0.5"}, "metric_per_case": []}', "foreground_mean.Dice is '0.5', not a number"),
         ('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": [{"reference_file": "a.png", "metrics": '
@@ -162,3 +181,39 @@ def test_scan_results_from_root_dataset_and_model(tree: Path) -> None:
 def test_scan_results_of_a_file_is_an_error(tree: Path) -> None:
     with pytest.raises(UserError, match="fold_9: not a folder"):
         scan_results([tree / "Dataset001_A" / "T__P__2d" / "fold_9"])
+
+
+@pytest.mark.parametrize(("n_ref", "empty"), [(0, 1), (0.0, 1), (3, 0), (3.0, 0)])
+def test_voxel_counts_written_as_floats_are_accepted(tmp_path: Path, n_ref: float, empty: int) -> None:
+    """The accepted side of the n_ref check: integral values >= 0, also after a float re-dump."""
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"foreground_mean": {"Dice": 0.5}, "metric_per_case": [
+        {"reference_file": "/gt/a.png", "metrics": {"1": {"Dice": 0.5, "n_ref": n_ref}}}]}))
+    assert read_summary(path) == (0.5, {"a": 0.5}, empty)
+
+
+def test_summary_size_bound_both_sides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text('{"foreground_mean": {"Dice": 0.5}, "metric_per_case": []}')
+    monkeypatch.setattr(results, "MAX_SUMMARY_BYTES", path.stat().st_size)
+    assert read_summary(path) == (0.5, {}, 0)
+    monkeypatch.setattr(results, "MAX_SUMMARY_BYTES", path.stat().st_size - 1)
+    with pytest.raises(UserError, match=rf"^{path}: \d+ bytes, more than the \d+ a summary.json may have$"):
+        read_summary(path)
+
+
+def test_summary_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    os.mkfifo(path)  # read_text() would block forever
+    with pytest.raises(UserError, match=rf"^{path}: not a regular file$"):
+        read_summary(path)
+
+
+def test_same_fold_in_two_results_folders_is_refused(tree: Path, tmp_path: Path) -> None:
+    """Two copies of Dataset001_A/T__P__2d/fold_0 (two results roots): which one is meant is unknown, so neither
+    is averaged in; the same folder reached twice is still read once."""
+    other = tmp_path / "other_results"
+    make_fold(other / "Dataset001_A" / "T__P__2d" / "fold_0", ("checkpoint_final.pth", SUMMARY), HAND)
+    with pytest.raises(UserError, match=r"fold_0: Dataset001_A T__P__2d fold 0 is also in .*results/Dataset001_A"):
+        scan_results([tree, other])
+    assert len(scan_results([tree, tree / "Dataset001_A"])) == 4
