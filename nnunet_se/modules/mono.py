@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from nnunet_se.modules import mono_fused
 from nnunet_se.modules.common import (
     ChannelExcitation,
     ChannelGate,
@@ -243,7 +244,8 @@ class Mono(ChannelGate):
 
     name = "mono"
     defaults = {
-        flavour: {"reduction": 2, "minmax": "batch", "radii": (2, 4, 8)} for flavour in ("paper", "original")
+        flavour: {"reduction": 2, "minmax": "batch", "radii": (2, 4, 8), "fused": None}
+        for flavour in ("paper", "original")
     }
 
     def __init__(
@@ -254,6 +256,7 @@ class Mono(ChannelGate):
         if opts["minmax"] not in MINMAX_MODES:
             raise ValueError(f"mono: minmax must be one of {', '.join(MINMAX_MODES)}, got {opts['minmax']!r}")
         self.radii, self.minmax = check_radii(opts["radii"]), opts["minmax"]
+        self.fused = mono_fused.fused_option(opts["fused"])  # the Triton path where it runs (docs: Fused path)
         bn = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d
         self.bn = bn(channels, eps=1e-3, momentum=0.01)
         self.excitation = ChannelExcitation(channels, opts["reduction"], True, "glorot")
@@ -267,7 +270,10 @@ class Mono(ChannelGate):
         by ``channel_gate`` with autocast disabled."""
         bn = self.bn
         group = sync_group(bn)
-        m1, m2 = AlphaMoments.apply(x, self.radii, self.minmax, group)
+        if self.fused and (group is None or self.minmax == "sample") and mono_fused.fused_available(x, self.radii):
+            m1, m2 = mono_fused.alpha_moments_fused(x, self.radii, self.minmax)
+        else:
+            m1, m2 = AlphaMoments.apply(x, self.radii, self.minmax, group)
         if bn.training:
             moments, samples = batch_mean(torch.stack((m1, m2), -1), group)
             mean = moments[:, 0]
