@@ -89,7 +89,7 @@ def test_parameter_count_formula(name: str, flavour: str, dims: int, channels: i
 
 @pytest.mark.parametrize(
     "name, flavour, channels, expected",
-    [  # reference §1-§5 worked examples
+    [  # the closed forms 2 C h (+ h + C), C + 1, 4 C or 2 + 2 C, + 2 C (BN) worked by hand for the paper widths
         ("cse", "paper", 32, 1072),
         ("cse", "paper", 64, 4192),
         ("cse", "paper", 128, 16576),
@@ -101,6 +101,10 @@ def test_parameter_count_formula(name: str, flavour: str, dims: int, channels: i
         ("srm", "original", 32, 128),
         ("srm", "paper", 32, 66),
         ("fca", "original", 64, 512),
+        ("fca", "paper", 64, 4192),
+        ("scse", "original", 32, 1105),
+        ("sse", "original", 32, 33),
+        ("srm", "paper", 256, 514),
         ("mono", "paper", 32, 1136),
         ("mono", "paper", 64, 4320),
         ("mono", "paper", 128, 16832),
@@ -164,7 +168,7 @@ def test_gate_hooks(name: str, flavour: str, dims: int) -> None:
         assert seen["spatial_gate"].shape == (3, 1, *SPATIAL[dims])
         assert ((seen["spatial_gate"] > 0) & (seen["spatial_gate"] < 1)).all()
     if name in CHANNEL_GATED and name != "scse":  # O-2, O-3: y = gate * x, gate constant over space
-        assert torch.allclose(y, x * seen["gate"], atol=1e-6)
+        assert torch.equal(y, x * seen["gate"])  # the module's own product, in the same dtype
 
 
 def _batch_independent(name: str, flavour: str, train: bool, **options) -> bool:
@@ -175,7 +179,9 @@ def _batch_independent(name: str, flavour: str, train: bool, **options) -> bool:
     with torch.no_grad():
         full = module(x)
         single = torch.cat([module(x[i : i + 1]) for i in range(3)])
-    return torch.allclose(full, single, atol=1e-5)
+    # batch-shape dependent float32 vectorisation moves outputs |y| < 5 by a few ulps (< 1e-6); a batch dependence
+    # moves them by more than 1e-3
+    return torch.allclose(full, single, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -204,7 +210,8 @@ def test_spatial_permutation_equivariance(name: str, flavour: str, train: bool) 
     with torch.no_grad():
         y = module(x).flatten(2)[..., perm]
         y_perm = module(x.flatten(2)[..., perm].reshape(x.shape)).flatten(2)
-    assert torch.allclose(y, y_perm, atol=1e-6)
+    # float32 means of 30 values in another order: < 30 roundings of relative 6e-8 on |y| < 5 -> < 1e-5
+    torch.testing.assert_close(y, y_perm, rtol=0, atol=1e-5)
 
 
 def _gates(module: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -262,9 +269,9 @@ def test_bf16_autocast(name: str, flavour: str, dims: int) -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("name, flavour", list(itertools.product(NAMES, FLAVOURS)))
 def test_large_activations_under_autocast(name: str, flavour: str, dtype: torch.dtype, train: bool) -> None:
-    """Issue 10: squeezes run in float32 under autocast. At 224x224 with mean activation 100 an fp16 sum of
-    the paper FCA (0, 0) filter (about 2e4 x mean) overflows; gates must stay finite and within 1e-2 of the
-    float32 gates computed from the same (rounded) input."""
+    """Squeezes run in float32 under autocast. At 224x224 with mean activation 100 an fp16 sum of the paper FCA
+    (0, 0) filter (about 2e4 x mean) overflows; gates must stay finite and equal the float32 gates computed from
+    the same (rounded) input: exactly for channel gates, to 2**-8 for the sSE gate."""
     import copy
 
     module = make(name, 16, 2, flavour, feature_size=(224, 224)).train(train)
@@ -276,4 +283,8 @@ def test_large_activations_under_autocast(name: str, flavour: str, dtype: torch.
     assert set(low) == set(reference)
     for child, gate in low.items():
         assert torch.isfinite(gate).all(), child
-        assert torch.allclose(gate, reference[child], atol=1e-2), (child, (gate - reference[child]).abs().max())
+        if child == "gate":  # autocast disabled: the same float32 operations, so the same values
+            assert torch.equal(gate, reference[child]), (child, (gate - reference[child]).abs().max())
+        else:  # the sSE conv runs in low precision, but its logits here (|l| > 100) saturate both sigmoids to the
+            # same 0 or 1; 2**-8, one low-precision rounding of a gate, flags any unsaturated difference
+            torch.testing.assert_close(gate, reference[child], rtol=0, atol=BF16_U)
