@@ -7,13 +7,13 @@ import os
 import signal
 from collections.abc import Sequence
 
-from nnunet_se.cli_options import add_debug, add_deprecated, add_seed, add_workers
+from nnunet_se.cli_options import DEFAULT_SEED, add_debug, add_deprecated, add_seed, add_workers
 from nnunet_se.conversion.converter import DatasetRules, Options, conversion_metadata, convert
-from nnunet_se.conversion.safety import os_errors_as_user_errors
-from nnunet_se.conversion.sources import collect_sources
+from nnunet_se.conversion.safety import os_errors_as_user_errors, resolve_path
+from nnunet_se.conversion.sources import collect_sources, source_locations
 from nnunet_se.conversion.splits import SCHEMES, check_authors_options
 from nnunet_se.conversion.writer import RawDatasetWriter, install_sigterm_handler
-from nnunet_se.errors import UserError, run_cli
+from nnunet_se.errors import UserError, run_cli, shown
 
 
 def _rules(dataset: str) -> DatasetRules:
@@ -38,6 +38,16 @@ def _size(value: str) -> int | None:
     return int(value)
 
 
+MAX_FOLDS = 100
+"""Largest ``--n-folds`` the parser accepts; the number of training cases (and duplicate groups) bounds it too."""
+
+
+def _n_folds(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or len(value) > 3 or not 2 <= int(value) <= MAX_FOLDS:
+        raise argparse.ArgumentTypeError(f"expected a number of folds from 2 to {MAX_FOLDS}, got {shown(value)}")
+    return int(value)
+
+
 def _dataset_id(value: str) -> int:
     if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 999:
         raise argparse.ArgumentTypeError("expected an nnU-Net dataset id, 1-999")
@@ -53,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="dataset name (default: ISIC2018, KvasirSEG, BUSI)")
     parser.add_argument("--size", type=_size, default=224, help="square side in pixels, or 'native' (default 224)")
     parser.add_argument("--splits", choices=SCHEMES, default="paper", help="fold scheme (default paper)")
-    parser.add_argument("--n-folds", type=int, metavar="K", help="number of folds (default: paper 10, authors 5)")
+    parser.add_argument("--n-folds", type=_n_folds, metavar="K",
+                        help=f"number of folds, 2-{MAX_FOLDS} (default: paper 10, authors 5)")
     add_seed(parser, help="split seed (42: the authors' BUSI seed)")
     parser.add_argument("--include-normal", action="store_true", help="BUSI: keep the 'normal' class")
     parser.add_argument("--dedupe", action="store_true", help="drop duplicates (keep one per group)")
@@ -74,6 +85,8 @@ def _convert(argv: Sequence[str]) -> int:
         raise UserError("nnUNet_raw is not set: export it or pass --raw-dir")
     if args.splits == "nnunet" and args.n_folds is not None:
         raise UserError("--n-folds has no effect with --splits nnunet (nnU-Net makes 5 folds itself)")
+    if args.splits == "nnunet" and args.seed != DEFAULT_SEED:
+        raise UserError(f"--seed {args.seed} has no effect with --splits nnunet (nnU-Net seeds its own folds)")
     if args.splits == "authors":
         check_authors_options(args.n_folds, args.seed, args.dedupe, args.include_normal)
     if args.dataset != "busi" and args.include_normal:
@@ -84,14 +97,17 @@ def _convert(argv: Sequence[str]) -> int:
         scheme=args.splits, folds=args.n_folds, seed=args.seed,
     )
     files = collect_sources(args.source)
+    sources = [resolve_path(s, "source") for s in args.source]
+    read, folders = source_locations(files, sources)
     writer = RawDatasetWriter(
         args.raw_dir, args.dataset_id, rules.default_name if args.name is None else args.name, overwrite=args.overwrite,
-        preprocessed_dir=args.preprocessed_dir, metadata=conversion_metadata(rules, options), sources=args.source,
+        preprocessed_dir=args.preprocessed_dir, metadata=conversion_metadata(rules, options), sources=read,
+        source_folders=folders,
     )
     previous = install_sigterm_handler()
     try:
         with writer:
-            summary = convert(rules, files, writer, options, ", ".join(args.source))
+            summary = convert(rules, files, writer, options, [str(s) for s in sources])
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(

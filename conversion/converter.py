@@ -22,6 +22,7 @@ from nnunet_se.conversion.duplicates import PHASH_THRESHOLD
 from nnunet_se.conversion.images import decode_image, decode_mask, image_array, mask_array, union
 from nnunet_se.conversion.sources import SourceFile
 from nnunet_se.conversion.splits import DEFAULT_FOLDS, make_splits
+from nnunet_se.conversion.staging import CASE_ID_RE
 from nnunet_se.conversion.writer import Case, RawDatasetWriter, StagedCase, stage_case
 from nnunet_se.errors import UserError
 
@@ -81,21 +82,29 @@ def pair_files(
     masks: Iterable[tuple[str, SourceFile]],
     require_mask: bool = True,
     mask_folder: str | None = None,
+    image_folder: str | None = None,
 ) -> Iterator[tuple[str, SourceFile, tuple[SourceFile, ...]]]:
     """Join (key, image) with (key, mask) pairs: every image needs a mask (if required), every mask an image.
 
-    No images at all yields nothing (the caller reports the layout), whatever masks there are. ``mask_folder``
-    names the folder expected beside the images' folder: when masks are required and there are none at all, the
-    error names that missing folder instead of the first image.
+    No images and no masks yields nothing (the caller reports the layout). ``mask_folder`` names the folder
+    expected beside the images' folder: when masks are required and there are none at all, the error names that
+    missing folder instead of the first image; ``image_folder`` likewise names the images' folder when there are
+    masks but no images at all (masks are never dropped silently).
     """
     by_key: dict[str, SourceFile] = {}
     for key, image in images:
         if key in by_key:
             raise UserError(f"{image.display}: a second image for {key!r} (first: {by_key[key].display})")
         by_key[key] = image
-    if not by_key:
-        return
     masks = list(masks)
+    if not by_key:
+        if masks and image_folder is not None:
+            first_mask = min(f for _, f in masks)
+            raise UserError(f"{first_mask.sibling_folder(image_folder)}: images folder is missing or has no images "
+                            f"(masks given in {first_mask.sibling_folder(first_mask.parent_name)})")
+        if masks:
+            raise UserError(f"{masks[0][1].display}: mask without image (no image named {masks[0][0]!r} beside it)")
+        return
     if require_mask and not masks and mask_folder is not None:
         first = by_key[min(by_key)]
         raise UserError(f"{first.sibling_folder(mask_folder)}: masks folder is missing or has no masks "
@@ -188,17 +197,48 @@ def _dedupe(writer: RawDatasetWriter, groups: list[list[str]]) -> list[str]:
     return dropped
 
 
+def check_case_ids(cases: Sequence[CaseSource]) -> None:
+    """Every case id is usable by nnU-Net and unique, also ignoring case (two ids differing only in case would
+    overwrite each other on a case-insensitive file system); else :class:`UserError` naming the source file(s)."""
+    seen: dict[str, CaseSource] = {}
+    for case in cases:
+        if not CASE_ID_RE.fullmatch(case.case_id):
+            raise UserError(f"{case.image.display}: its file name gives no usable case id ({case.case_id!r}: "
+                            "letters, digits, '_', '-', '.' only, non-ASCII characters are dropped); rename the file")
+        first = seen.setdefault(case.case_id.lower(), case)
+        if first is not case:
+            raise UserError(f"{case.image.display}: gives the same case id as {first.image.display} "
+                            f"({first.case_id!r}); rename one of them")
+
+
+def check_sources_used(cases: Sequence[CaseSource], sources: Sequence[str], layout: str) -> None:
+    """Every given source provides a file of some case: a source that contributes nothing is refused (it would
+    otherwise be dropped silently), naming the expected layout."""
+    used = {f.source for c in cases for f in (c.image, *c.masks)}
+    for source in sources:
+        if source not in used:
+            raise UserError(f"{source}: no case uses a file of this source; expected {layout}")
+
+
 def convert(
     rules: DatasetRules,
     files: list[SourceFile],
     writer: RawDatasetWriter,
     options: Options,
-    sources_label: str,
+    sources: Sequence[str],
 ) -> dict[str, Any]:
-    """Convert ``files`` with ``rules`` into ``writer`` (already entered); returns a summary for the CLI."""
+    """Convert ``files`` (found in the resolved ``sources``) with ``rules`` into ``writer`` (already entered);
+    returns a summary for the CLI."""
     cases = rules.find_cases(files, options.include_normal)
-    if not any(c.subset == "train" for c in cases):
-        raise UserError(f"{sources_label}: empty or wrong layout; expected {rules.layout}")
+    n_train = sum(c.subset == "train" for c in cases)
+    if not n_train:
+        raise UserError(f"{', '.join(sources)}: empty or wrong layout; expected {rules.layout}")
+    check_sources_used(cases, sources, rules.layout)
+    check_case_ids(cases)
+    folds = options.folds if options.folds is not None else DEFAULT_FOLDS.get(options.scheme)
+    if folds is not None and folds > n_train:
+        given = f"--n-folds {folds}" if options.folds is not None else f"--splits {options.scheme} ({folds} folds)"
+        raise UserError(f"{given}: more folds than the {n_train} training cases found")
     tasks = [(c, options.size, rules.mask_threshold, writer.staging) for c in cases]
     costs = [c.image.nbytes() + sum(m.nbytes() for m in c.masks) for c in cases]
     for staged in run_parallel(tasks, convert_case, options.workers, costs):
@@ -217,8 +257,7 @@ def convert(
         "dropped": len(dropped),
         "scheme": options.scheme,
     }
-    if options.scheme != "nnunet":
-        folds = options.folds or DEFAULT_FOLDS[options.scheme]
+    if folds is not None:
         ids = [r.case_id for r in train]
         classes = [r.cls for r in train]
         kept = set(ids)

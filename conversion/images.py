@@ -33,11 +33,29 @@ class Decoded:
     notes: list[str] = field(default_factory=list)
 
 
-def _open(data: bytes, name: str, target: int | None) -> tuple[Image.Image, tuple[int, int]]:
-    """Decoded image and its size before any reduced-scale (``draft``) JPEG decode."""
+MASK_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+"""8-bit Pillow modes a mask may have (reduced to grey, ITU-R 601 luma; alpha ignored)."""
+IMAGE_MODES = (*MASK_MODES, "LAB", "HSV")
+"""8-bit Pillow modes an image may have (converted to RGB; alpha only if fully opaque). Besides these, 16-bit grey
+(``I;16*``, PNG ``I``) is scaled and other ``I``/``F`` refused (:func:`_is_16bit`); anything else (``La``,
+``RGBa``, a mask in ``LAB``, ...) is refused."""
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+_FRAMES_ALLOWED = ("MPO",)
+"""Formats whose extra frames are not image content (MPO: a JPEG's preview and depth frames)."""
+
+
+def _open(data: bytes, name: str, target: int | None, modes: tuple[str, ...]) -> tuple[Image.Image, tuple[int, int]]:
+    """Decoded image and its size before any reduced-scale (``draft``) JPEG decode; a mode outside ``modes`` (plus
+    16- and 32-bit grey) or several frames (animated, multi-page) raise :class:`UserError`."""
     try:
         image = Image.open(io.BytesIO(data))
         size = image.size
+        if image.mode not in (*modes, *_SIXTEEN_BIT, "I", "F"):
+            raise UserError(f"{name}: Pillow mode {image.mode} is not supported here (expected one of "
+                            f"{', '.join(modes)} or 16-bit grey)")
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1 and image.format not in _FRAMES_ALLOWED:
+            raise UserError(f"{name}: {frames} frames ({image.format} animation or pages); expected a single image")
         if target is not None and image.format == "JPEG":
             image.draft("RGB", (target, target))
         image.load()
@@ -46,7 +64,6 @@ def _open(data: bytes, name: str, target: int | None) -> tuple[Image.Image, tupl
     return image, size
 
 
-_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -78,7 +95,7 @@ def decode_image(data: bytes, name: str, target: int | None) -> Decoded:
     content gives the same output whatever its brightest pixel; 16-bit RGB(A) PNGs keep Pillow's high byte.
     An alpha channel with transparent pixels cannot be dropped safely and raises :class:`UserError`.
     """
-    image, size = _open(data, name, target)
+    image, size = _open(data, name, target, IMAGE_MODES)
     notes: list[str] = []
     mode = image.mode
     if _is_16bit(image, name):
@@ -116,7 +133,7 @@ def decode_mask(data: bytes, name: str, threshold: int | None) -> Decoded:
     or {0, 65535} (one of them may be absent), else :class:`UserError`. Colour masks are reduced to grey
     (ITU-R 601 luma), alpha is ignored.
     """
-    image, size = _open(data, name, None)
+    image, size = _open(data, name, None, MASK_MODES)
     notes: list[str] = []
     sixteen_bit = _is_16bit(image, name)
     if sixteen_bit:

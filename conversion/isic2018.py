@@ -17,7 +17,9 @@ _SUFFIX = "_segmentation"
 def find_cases(files: list[SourceFile], include_normal: bool) -> list[CaseSource]:
     """Pairs ``ISIC_<id>.jpg`` with ``ISIC_<id>_segmentation.png``; non-image files (LICENSE.txt, ...) are skipped.
 
-    Validation/test ground truth is optional; where its folder is present, every image needs its mask.
+    Validation/test ground truth is optional; where its folder is present, every image needs its mask, and a
+    ground-truth folder without its input folder is refused (never dropped). The official folders may be given
+    themselves (their files are then top-level files of the source, matched by the folder's name).
     """
     cases = []
     for input_dir, gt_dir, subset, required in SUBSETS:
@@ -26,7 +28,8 @@ def find_cases(files: list[SourceFile], include_normal: bool) -> list[CaseSource
         masks = [(f.stem.removesuffix(_SUFFIX), f) for f in gts]
         cases += [
             CaseSource(key, image, ms, subset=subset)
-            for key, image, ms in pair_files(images, masks, require_mask=required or bool(gts), mask_folder=gt_dir)
+            for key, image, ms in pair_files(images, masks, require_mask=required or bool(gts), mask_folder=gt_dir,
+                                             image_folder=input_dir)
         ]
     return cases
 

@@ -13,7 +13,7 @@ def find_cases(files: list[SourceFile], include_normal: bool) -> list[CaseSource
     """Pairs ``images/<stem>.jpg`` with ``masks/<stem>.jpg``; case id = the sanitised stem."""
     images = [(f.stem, f) for f in files if f.parent_name == "images" and is_image(f)]
     masks = [(f.stem, f) for f in files if f.parent_name == "masks" and is_image(f)]
-    pairs = pair_files(images, masks, mask_folder="masks")
+    pairs = pair_files(images, masks, mask_folder="masks", image_folder="images")
     return [CaseSource(sanitize(key), image, masks) for key, image, masks in pairs]
 
 

@@ -5,7 +5,6 @@ before the deletion undoes every step, so the old dataset stays."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -53,8 +52,9 @@ def swap_in(
 
 
 def copy_splits(output: Path, preprocessed_dir: Path | None, has_splits: bool, created: list[Path]) -> None:
-    """Copy the split files of the published dataset ``output`` into ``<preprocessed_dir>/<output.name>``
-    (each file replaced atomically); a folder it makes goes to ``created`` before anything is written into it."""
+    """Copy the split files of the published dataset ``output`` into a new folder
+    ``<preprocessed_dir>/<output.name>`` (the writer has refused or parked every earlier folder of the id, so an
+    existing one is an error, never rewritten); the folder goes to ``created`` before anything is written into it."""
     if preprocessed_dir is None:
         if has_splits:
             log.warning(
@@ -62,16 +62,11 @@ def copy_splits(output: Path, preprocessed_dir: Path | None, has_splits: bool, c
                 "(nnUNetv2_plan_and_preprocess copies it from there)", output
             )
         return
-    target = preprocessed_dir / output.name
     if not has_splits:
-        if (target / SPLITS_FILE).exists():
-            log.warning("%s exists and was not written by this run", target / SPLITS_FILE)
         return
+    target = preprocessed_dir / output.name
     preprocessed_dir.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        created.append(target)
-    target.mkdir(exist_ok=True)
+    target.mkdir()
+    created.append(target)
     for fname in (SPLITS_FILE, SPLITS_SIDECAR):
-        tmp = target / f".{fname}.{os.getpid()}.tmp"
-        shutil.copyfile(output / fname, tmp)
-        os.replace(tmp, target / fname)
+        shutil.copyfile(output / fname, target / fname)

@@ -1,10 +1,12 @@
 """Guards for the writer's destructive steps (see docs/datasets.md, "Errors and safety").
 
-- :func:`check_folders`: raw, preprocessed and results folders are distinct and not nested, and no source lies
-  inside the raw or preprocessed folder; :func:`check_writable_folder`: raw/preprocessed are (or can become)
-  writable folders; :func:`resolve_path`: one-line errors for empty, multi-line or looping paths.
-- :func:`check_replaceable`: ``--overwrite`` removes a ``DatasetNNN_*`` folder only if it looks like the kind of
-  dataset that folder holds (raw or preprocessed), never trained results.
+- :func:`check_folders`: raw, preprocessed and results folders are distinct and not nested, no source (through
+  symbolic links) lies inside the raw or preprocessed folder and neither lies inside a source folder;
+  :func:`check_writable_folder`: raw/preprocessed are (or can become) writable folders; :func:`resolve_path`:
+  one-line errors for empty, multi-line or looping paths.
+- :func:`check_replaceable`: ``--overwrite`` removes a raw ``DatasetNNN_*`` folder only if it holds nothing but a
+  raw dataset, and a preprocessed one only if it holds nothing but the converter's split files (never plans,
+  preprocessed data or trained results).
 - :class:`DatasetLock`: one conversion per dataset id and raw folder at a time (``fcntl.flock``, POSIX).
 - :func:`remove_path`: deletes a folder tree, or only the link when the path is a symbolic link.
 - :func:`recover_partials`: what an interrupted run left behind (hidden ``.nnunet-se-partial-*`` folders).
@@ -35,7 +37,9 @@ PARTIAL_PREFIX = ".nnunet-se-partial-"
 LOCK_PREFIX = ".nnunet-se-lock-"
 _PARTIAL_RE = re.compile(r"^\.nnunet-se-partial-(?P<id>\d{3})-(?P<pid>\d+)(?:\.old-(?P<orig>Dataset\d{3}_.+))?$")
 RAW_FOLDERS = frozenset({"imagesTr", "labelsTr", "imagesTs", "labelsTs"})
-_RESULTS_HINT = re.compile(r"__|^fold_|^crossval_results|^ensembles$|^postprocessing")
+SPLIT_FILES = frozenset({"splits_final.json", "nnunet_se_splits.json"})
+RAW_FILES = frozenset({"dataset.json", "nnunet_se_cases.csv"}) | SPLIT_FILES
+"""Top-level files of a raw dataset: nnU-Net's (dataset.json, splits_final.json) and this converter's."""
 
 
 def resolve_path(value: str | os.PathLike[str], what: str) -> Path:
@@ -83,10 +87,12 @@ def name_max(path: Path) -> int:
         return 255
 
 
-def check_folders(roots: dict[str, Path | None], sources: Sequence[Path], written: Sequence[str]) -> None:
-    """Every two of ``roots`` (option label -> resolved folder or None) are distinct and not nested, and no source
-    lies inside a root the converter writes to (labels in ``written``). Paths must already be resolved (symbolic
-    links followed)."""
+def check_folders(roots: dict[str, Path | None], sources: Sequence[Path], written: Sequence[str],
+                  source_folders: Sequence[Path] = ()) -> None:
+    """Every two of ``roots`` (option label -> resolved folder or None) are distinct and not nested, no source
+    (file, archive or folder) lies inside a root the converter writes to (labels in ``written``), and no such root
+    lies inside a ``source_folders`` entry (a folder files are read from). Paths must already be resolved
+    (symbolic links followed)."""
     named = [(label, path) for label, path in roots.items() if path is not None]
     for i, (label_a, a) in enumerate(named):
         for label_b, b in named[i + 1:]:
@@ -101,30 +107,46 @@ def check_folders(roots: dict[str, Path | None], sources: Sequence[Path], writte
             if label in written and _inside(source, root):
                 raise UserError(f"{source}: the source lies inside {label} {root}, which the converter writes to; "
                                 "move it out first")
+    for label, root in named:
+        container = next((f for f in source_folders if label in written and _inside(root, f)), None)
+        if container is not None:
+            raise UserError(f"{root}: {label} lies inside the source folder {container}; the converter never "
+                            "writes into a source, choose a folder outside it")
+
+
+def _raw_entry(entry: Path) -> bool:
+    """An entry a raw dataset may hold: a flat image/label folder (a link to one: only the link is removed) or one
+    of :data:`RAW_FILES`."""
+    if entry.name in RAW_FOLDERS:
+        return entry.is_dir() and (entry.is_symlink() or not any(sub.is_dir() for sub in entry.iterdir()))
+    return entry.name in RAW_FILES and (entry.is_file() or entry.is_symlink())
 
 
 def check_replaceable(path: Path, kind: str) -> None:
     """Raise unless ``--overwrite`` may remove ``path``: a symbolic link (only the link goes), an empty folder, a raw
-    dataset (``kind="raw"``: ``dataset.json`` plus only imagesTr/labelsTr/imagesTs/labelsTs folders) or a
-    preprocessed dataset (``kind="preprocessed"``: json/pkl files and flat data folders, nothing of a results
-    layout such as ``Trainer__Plans__config`` or ``fold_N`` and no raw image folders)."""
+    dataset (``kind="raw"``: ``dataset.json`` plus only the files an nnU-Net raw dataset and this converter write
+    at its top and flat imagesTr/labelsTr/imagesTs/labelsTs folders) or, in the preprocessed folder
+    (``kind="preprocessed"``), a folder holding only the converter's split files: nnU-Net's plans and
+    preprocessed data of an earlier run (which trained models depend on) are never deleted."""
     if path.is_symlink():
         return
     entries = sorted(path.iterdir())
     if not entries:
         return
     if kind == "raw":
-        odd = [e.name for e in entries if e.is_dir() and e.name not in RAW_FOLDERS]
+        odd = [e.name for e in entries if not _raw_entry(e)]
         if not (path / "dataset.json").is_file():
             odd.insert(0, "no dataset.json")
-    else:
-        odd = [e.name for e in entries if _RESULTS_HINT.search(e.name) or e.name in RAW_FOLDERS
-               or (e.is_file() and e.suffix not in (".json", ".pkl"))
-               or (e.is_dir() and not e.is_symlink() and any(sub.is_dir() for sub in e.iterdir()))]
+        if odd:
+            raise UserError(f"{path}: does not look like an nnU-Net raw dataset ({', '.join(odd[:3])}); "
+                            "--overwrite only replaces raw datasets, so remove or rename it yourself")
+        return
+    odd = [e.name for e in entries if e.name not in SPLIT_FILES or not (e.is_file() or e.is_symlink())]
     if odd:
         raise UserError(
-            f"{path}: does not look like an nnU-Net {kind} dataset ({', '.join(odd[:3])}); --overwrite only replaces "
-            f"{kind} datasets, so remove or rename it yourself"
+            f"{path}: holds files nnunet-se-convert did not write ({', '.join(odd[:3])}; nnU-Net's plans and "
+            "preprocessed data, which trained models depend on, are never deleted); --overwrite only replaces the "
+            "converter's split files, so move or remove this folder yourself"
         )
 
 

@@ -2,7 +2,8 @@
 
 Every file is a :class:`SourceFile` with a POSIX path relative to its root (a folder given on the command line, or
 the inside of a zip archive). Zip archives found inside a given folder are opened too, so a folder holding the
-official zips works like the zips themselves. Nothing is ever written to a source.
+official zips works like the zips themselves. Nothing is ever written to a source. Files are read through
+:mod:`~nnunet_se.conversion.reading` (regular files only, size-bounded; zip members streamed with bounds).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from nnunet_se.conversion.reading import open_zip, read_file, read_member
 from nnunet_se.conversion.safety import resolve_path
 from nnunet_se.errors import UserError
 
@@ -24,12 +26,16 @@ class SourceFile:
     """One source file: a plain file (``archive`` is None) or a member of a zip archive.
 
     ``path`` is the member name (archive) or the absolute file path (plain file); ``rel`` is the POSIX path used for
-    layout matching (relative to the folder or archive root).
+    layout matching (relative to the folder or archive root); ``folder`` the name of the folder given as source
+    (the parent of its top-level files, so the official folders can be given themselves); ``source`` the resolved
+    source it was found in.
     """
 
     rel: str
     path: str
     archive: str | None = None
+    folder: str = ""
+    source: str = ""
 
     @property
     def display(self) -> str:
@@ -55,7 +61,7 @@ class SourceFile:
     @property
     def parent_name(self) -> str:
         parts = self.parts
-        return parts[-2] if len(parts) > 1 else ""
+        return parts[-2] if len(parts) > 1 else self.folder
 
     def sibling_folder(self, name: str) -> str:
         """How to show the folder ``name`` beside this file's folder (``/abs/root/name`` or ``archive.zip:name``)."""
@@ -73,13 +79,15 @@ class SourceFile:
             return 0
 
     def read(self) -> bytes:
-        """The file's bytes; an unreadable file or archive member raises :class:`UserError` naming it."""
+        """The file's bytes (a regular file or zip member within the size bounds of
+        :mod:`~nnunet_se.conversion.reading`); an unreadable one raises :class:`UserError` naming it."""
         try:
             if self.archive is None:
-                return Path(self.path).read_bytes()
+                return read_file(self.path, self.display)
             archive = _open_zip(self.archive)
-            _check_member(archive.getinfo(self.path), self.display)
-            return archive.read(self.path)
+            info = archive.getinfo(self.path)
+            _check_member(info, self.display)
+            return read_member(archive, info, self.display)
         except (OSError, zipfile.BadZipFile, KeyError, EOFError, zlib.error) as exc:
             raise UserError(f"{self.display}: cannot read ({exc})") from exc
 
@@ -102,12 +110,12 @@ def _check_member(info: zipfile.ZipInfo, display: str) -> None:
 @lru_cache(maxsize=16)
 def _open_zip(archive: str) -> zipfile.ZipFile:
     """One open handle per archive and process (workers open their own after fork/spawn)."""
-    return zipfile.ZipFile(archive)
+    return open_zip(archive)
 
 
-def _zip_members(archive: Path) -> list[SourceFile]:
+def _zip_members(archive: Path, source: Path) -> list[SourceFile]:
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with open_zip(archive) as zf:
             names = [info.filename for info in zf.infolist() if not info.is_dir()]
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise UserError(f"{archive}: unreadable archive, expected a zip file ({exc})") from exc
@@ -115,7 +123,7 @@ def _zip_members(archive: Path) -> list[SourceFile]:
     for name in names:
         if name.startswith("__MACOSX/") or PurePosixPath(name).name.startswith("._"):
             continue  # macOS resource forks shipped inside some archives
-        out.append(SourceFile(rel=name, path=name, archive=str(archive)))
+        out.append(SourceFile(rel=name, path=name, archive=str(archive), source=str(source)))
     return out
 
 
@@ -137,7 +145,8 @@ def collect_sources(paths: Iterable[str | os.PathLike[str]]) -> list[SourceFile]
     """All files under the given folders and zip archives, sorted by ``rel`` (deterministic order).
 
     Symbolic links (to folders or files) are followed. Raises :class:`UserError` for a missing path, a source given
-    twice or inside another, an unreadable archive, or a plain file that is not a zip.
+    twice or inside another, an unreadable archive, or a plain file that is not a zip. Entries of a folder that are
+    not regular files (named pipes, broken links) are listed and refused only if they are read as data.
     """
     given: dict[Path, str] = {}
     for raw in paths:
@@ -151,18 +160,33 @@ def collect_sources(paths: Iterable[str | os.PathLike[str]]) -> list[SourceFile]
             raise UserError(f"{inner}: this source lies inside the other source {container}; give only one of them")
         given[path] = text
     files: list[SourceFile] = []
-    for path in given:
+    for path, text in given.items():
         if path.is_dir():
+            folder = Path(os.path.abspath(os.path.expanduser(text))).name or path.name  # the name as given
             for full in _walk(path):
                 name = full.name
                 if name.lower().endswith(".zip"):
-                    files.extend(_zip_members(full))
-                elif not name.startswith(".") and full.is_file():
-                    files.append(SourceFile(rel=full.relative_to(path).as_posix(), path=str(full)))
-        elif path.is_file():
-            if not zipfile.is_zipfile(path):
-                raise UserError(f"{path}: unreadable archive, expected a folder or a zip file")
-            files.extend(_zip_members(path))
+                    files.extend(_zip_members(full, path))
+                elif not name.startswith("."):
+                    files.append(SourceFile(rel=full.relative_to(path).as_posix(), path=str(full), folder=folder,
+                                            source=str(path)))
+        elif path.exists():
+            files.extend(_zip_members(path, path))
         else:
             raise UserError(f"{path}: no such file or folder")
     return sorted(files)
+
+
+def source_locations(files: Iterable[SourceFile], sources: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """``(read, folders)``: the real location of every file (its archive for members) and every real folder a
+    plain file was found in, plus the given ``sources``; symbolic links followed. The converter's output must lie
+    outside all of them, and none of ``read`` inside what it writes or removes."""
+    read: set[Path] = set(sources)
+    folders: set[Path] = {s for s in sources if s.is_dir()}
+    for f in files:
+        if f.archive is None:
+            read.add(Path(f.path).resolve())
+            folders.add(Path(f.path).parent.resolve())
+        else:
+            read.add(Path(f.archive).resolve())
+    return sorted(read), sorted(folders)

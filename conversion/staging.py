@@ -14,7 +14,7 @@ from nnunet_se.conversion.png import save_png
 from nnunet_se.errors import UserError
 
 FILE_ENDING = ".png"
-_CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
+CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 
 
 @dataclass
@@ -60,7 +60,7 @@ def case_files(folder: Path, case_id: str, subset: str) -> tuple[Path, Path]:
 
 def stage_case(staging: Path, case: Case) -> StagedCase:
     """Validate ``case`` and write its PNGs under ``staging``."""
-    if not _CASE_RE.match(case.case_id):
+    if not CASE_ID_RE.fullmatch(case.case_id):
         raise UserError(f"case id {case.case_id!r}: use letters, digits, '_', '-', '.' only")
     if case.subset not in ("train", "test"):
         raise UserError(f"case {case.case_id}: subset must be 'train' or 'test', not {case.subset!r}")

@@ -84,6 +84,7 @@ class RawDatasetWriter:
         preprocessed_dir: str | os.PathLike[str] | None = None,
         results_dir: str | os.PathLike[str] | None = None,
         sources: Sequence[str | os.PathLike[str]] = (),
+        source_folders: Sequence[str | os.PathLike[str]] = (),
         metadata: dict[str, Any] | None = None,
         phash_threshold: int = PHASH_THRESHOLD,
     ) -> None:
@@ -99,6 +100,7 @@ class RawDatasetWriter:
         results = results_dir if results_dir is not None else os.environ.get("nnUNet_results")
         self.results_dir = resolve_path(results, "folder") if results else None
         self.sources = [resolve_path(s, "source") for s in sources]
+        self.source_folders = [resolve_path(s, "source") for s in source_folders]
         self.metadata = dict(metadata or {})
         self.phash_threshold = phash_threshold
         self.staging = self.raw_dir / f"{PARTIAL_PREFIX}{dataset_id:03d}-{os.getpid()}"
@@ -125,10 +127,12 @@ class RawDatasetWriter:
         return sorted(p for p in root.iterdir() if p.name.startswith(prefix) and (p.is_dir() or p.is_symlink()))
 
     def _check_folders(self) -> None:
-        """Distinct roots, writable, sources outside them, and a name the file system can store (see safety)."""
+        """Distinct roots, writable, sources outside them and they outside every source folder, and a name the file
+        system can store (see safety)."""
         roots = {"--raw-dir": self.raw_dir, "--preprocessed-dir": self.preprocessed_dir,
                  "nnUNet_results": self.results_dir}
-        check_folders(roots, self.sources, written=("--raw-dir", "--preprocessed-dir"))
+        check_folders(roots, self.sources, written=("--raw-dir", "--preprocessed-dir"),
+                      source_folders=self.source_folders)
         longest = name_max(self.raw_dir) - len(f"{PARTIAL_PREFIX}000-{2**22}.old-")
         if len(os.fsencode(self.dataset_name)) > longest:
             raise UserError(f"--name: {self.dataset_name!r} is too long for the file system in {self.raw_dir} "
@@ -137,7 +141,9 @@ class RawDatasetWriter:
             check_writable_folder(root, f"the {kind} folder")
 
     def _check_ids(self) -> None:
-        """Without ``overwrite``: the id must be free. With it: everything it would remove must be replaceable."""
+        """Without ``overwrite``: the id must be free in both folders (a preprocessed folder of the id holds a
+        ``splits_final.json`` that trained folds depend on). With it: everything it would remove must be
+        replaceable (a preprocessed folder only if it holds nothing but the converter's split files)."""
         for root, kind in self._roots():
             for existing in self._same_id(root):
                 if self.overwrite:
@@ -145,10 +151,11 @@ class RawDatasetWriter:
                 elif kind == "raw":
                     raise UserError(f"{existing}: id {self.dataset_id} is already used "
                                     "(pass --overwrite to replace it)")
-                elif existing.name != self.dataset_name:
+                else:
                     raise UserError(
-                        f"{existing}: id {self.dataset_id} is already used by another dataset in nnUNet_preprocessed "
-                        "(pass --overwrite to replace it)"
+                        f"{existing}: id {self.dataset_id} is already used in nnUNet_preprocessed (its "
+                        "splits_final.json, which trained folds depend on, would be replaced; pass --overwrite to "
+                        "replace it)"
                     )
 
     def __enter__(self) -> RawDatasetWriter:

@@ -49,8 +49,9 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> str:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of content (files), link target (symlinks) or ``dir`` for every entry under
-    ``root`` (``{}`` if it does not exist): equal digests mean nothing was added, removed or changed."""
+    """Relative path -> sha256 of content (files), link target (symlinks), ``dir`` or ``special`` (pipes and
+    sockets, never read) for every entry under ``root`` (``{}`` if it does not exist): equal digests mean nothing
+    was added, removed or changed."""
     root = Path(root)
     if not root.exists() and not root.is_symlink():
         return {}
@@ -63,6 +64,8 @@ def tree_digest(root: Path) -> dict[str, str]:
                 digest[rel] = "link:" + os.readlink(path)
             elif path.is_dir():
                 digest[rel] = "dir"
+            elif not path.is_file():  # a named pipe or socket: reading it could block
+                digest[rel] = "special"
             else:
                 digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digest

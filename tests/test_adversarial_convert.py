@@ -5,24 +5,26 @@ successes the sources, the results and whatever the row protects."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
-import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_harness import assert_one_line_error, call_main, tree_digest
+from convert_child import start_paused, wait_until_ready
 from PIL import Image
 
-from nnunet_se.conversion import cli
+from nnunet_se.conversion import cli, reading
 from nnunet_se.conversion.cli import main
 
 ID = "621"
@@ -102,8 +104,10 @@ def _zip(ws: Workspace) -> Path:
     return archive
 
 
-def _patch_member(archive: Path, member: str, *, flag: int = 0, method: int | None = None) -> None:
-    """Set general-purpose flag bits / the compression method of one member in both of its zip headers."""
+def _patch_member(archive: Path, member: str, *, flag: int = 0, method: int | None = None,
+                  size: int | None = None) -> None:
+    """Set general-purpose flag bits / the compression method / the declared uncompressed size of one member in
+    both of its zip headers."""
     with zipfile.ZipFile(archive) as zf:
         info = zf.getinfo(member)
     data = bytearray(archive.read_bytes())
@@ -111,11 +115,13 @@ def _patch_member(archive: Path, member: str, *, flag: int = 0, method: int | No
     central = data.index(b"PK\x01\x02" + data[cd_start + 4:cd_start + 8], cd_start)
     while data[central + 46:central + 46 + len(member)] != member.encode():
         central = data.index(b"PK\x01\x02", central + 4)
-    for header, flag_at, method_at in ((info.header_offset, 6, 8), (central, 8, 10)):
+    for header, flag_at, method_at, size_at in ((info.header_offset, 6, 8, 22), (central, 8, 10, 24)):
         old_flag = struct.unpack_from("<H", data, header + flag_at)[0]
         struct.pack_into("<H", data, header + flag_at, old_flag | flag)
         if method is not None:
             struct.pack_into("<H", data, header + method_at, method)
+        if size is not None:
+            struct.pack_into("<I", data, header + size_at, size)
     archive.write_bytes(bytes(data))
 
 
@@ -152,9 +158,235 @@ def _published(ws: Workspace, strays: int = 0) -> None:
     assert (ws.pre / "Dataset621_KvasirSEG" / "splits_final.json").is_file()
 
 
+def _old_splits(root: Path, name: str = "Dataset621_Old") -> Path:
+    """A preprocessed folder of id 621 holding only the converter's two split files (an earlier, unplanned run)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    for fname in ("splits_final.json", "nnunet_se_splits.json"):
+        (folder / fname).write_text('[{"train": ["old"], "val": ["older"]}]')
+    return folder
+
+
+def _new_splits(ws: Workspace) -> None:
+    """The preprocessed folder holds this run's 2 folds of case0..case3, and the replaced one is gone."""
+    splits = json.loads((ws.pre / "Dataset621_KvasirSEG" / "splits_final.json").read_text())
+    assert len(splits) == 2 and sorted(splits[0]["train"] + splits[0]["val"]) == [f"case{i}" for i in range(4)]
+    assert not (ws.pre / "Dataset621_Old").exists()
+
+
+ISIC_TRAIN = ("ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth")
+ISIC_VAL = ("ISIC2018_Task1-2_Validation_Input", "ISIC2018_Task1_Validation_GroundTruth")
+
+
+def _isic(root: Path, *folders: str, n: int = 4) -> Path:
+    """``n`` random ISIC cases in each named official folder (JPEG inputs, 0/255 PNG ground truth) under ``root``;
+    validation ids start at 100."""
+    rng = np.random.default_rng(1)
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+        for i in range(100 * ("Validation" in folder), n + 100 * ("Validation" in folder)):
+            if folder.endswith("_Input"):
+                Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(
+                    root / folder / f"ISIC_{i:07d}.jpg")
+            else:
+                mask = np.zeros((24, 32), np.uint8)
+                mask[4 + i % 100:16, 6:20] = 255
+                Image.fromarray(mask).save(root / folder / f"ISIC_{i:07d}_segmentation.png")
+    return root
+
+
+def _busi(root: Path, masks_only: tuple[str, ...] = ()) -> Path:
+    """Three random benign and three malignant BUSI cases; the classes in ``masks_only`` have masks, no images."""
+    rng = np.random.default_rng(2)
+    for cls in ("benign", "malignant"):
+        folder = root / "Dataset_BUSI_with_GT" / cls
+        folder.mkdir(parents=True)
+        for i in range(1, 4):
+            if cls not in masks_only:
+                Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f"{cls} ({i}).png")
+            mask = np.zeros((24, 24), np.uint8)
+            mask[3:12 + i, 5:15] = 255
+            Image.fromarray(mask).save(folder / f"{cls} ({i})_mask.png")
+    return root
+
+
+def _kv(ws: Workspace, sub: str, name: str = "case0.jpg") -> Path:
+    return ws.src / "Kvasir-SEG" / sub / name
+
+
+def _replace(path: Path, make: Callable[[Path], object]) -> Path:
+    """``path`` replaced by whatever ``make(path)`` creates there (a pipe, a link, another image)."""
+    path.unlink()
+    make(path)
+    return path
+
+
+def _copy_pair(ws: Workspace, name: str) -> None:
+    """case0's image and mask again under the file name ``name``."""
+    for sub in ("images", "masks"):
+        shutil.copy(_kv(ws, sub), _kv(ws, sub, name))
+
+
+def _rename_pair(ws: Workspace, name: str) -> None:
+    for sub in ("images", "masks"):
+        _kv(ws, sub).rename(_kv(ws, sub, name))
+
+
+def _lab_tiff(path: Path, source: Path) -> None:
+    Image.open(source).convert("RGB").convert("LAB").save(path.with_suffix(".tif"))
+
+
+def _animated_png(path: Path) -> None:
+    frames = [Image.new("RGB", (40, 40), (i * 90, 20, 20)) for i in range(2)]
+    frames[0].save(path.with_suffix(".png"), save_all=True, append_images=frames[1:])
+
+
+def _no_folds(argv: list[str]) -> list[str]:
+    at = argv.index("--n-folds")
+    return argv[:at] + argv[at + 2:]
+
+
+def _note(ws: Workspace, case: str, note: str) -> None:
+    table = (ws.raw / "Dataset621_KvasirSEG" / "nnunet_se_cases.csv").read_text()
+    assert any(line.startswith(f"{case},") and note in line for line in table.splitlines()), table
+
+
 def _unwritable(ws: Workspace) -> list[str]:
     ws.raw.chmod(0o555)
     return ws.args()
+
+
+SWEEP = [
+    # --- data loss: the preprocessed folder of the id (trained folds depend on its splits_final.json) ---
+    Row("preprocessed folder of the id exists, no --overwrite",
+        lambda ws: (_old_pre(ws.pre, "Dataset621_KvasirSEG"), ws.args())[-1],
+        fragments=("Dataset621_KvasirSEG", "already used in nnUNet_preprocessed", "splits_final.json", "--overwrite")),
+    Row("preprocessed folder with only split files, no --overwrite",
+        lambda ws: (_old_splits(ws.pre, "Dataset621_KvasirSEG"), ws.args())[-1],
+        fragments=("Dataset621_KvasirSEG", "already used in nnUNet_preprocessed")),
+    Row("overwrite: planned preprocessed folder is never deleted",
+        lambda ws: (_old_raw(ws), _old_pre(ws.pre), ws.args("--overwrite"))[-1],
+        fragments=("Dataset621_Old", "nnUNetPlans", "never deleted", "move or remove this folder yourself")),
+    Row("overwrite: planned preprocessed folder of the same name is never deleted",
+        lambda ws: (_old_pre(ws.pre, "Dataset621_KvasirSEG"), ws.args("--overwrite"))[-1],
+        fragments=("Dataset621_KvasirSEG", "did not write")),
+    Row("overwrite: split files of the same name are replaced",
+        lambda ws: (_old_splits(ws.pre, "Dataset621_KvasirSEG"), ws.args("--overwrite"))[-1], code=0,
+        check=lambda ws: (_published(ws), _new_splits(ws))),
+    Row("overwrite: raw dataset holding a file of the user",
+        lambda ws: ((_old_raw(ws) / "notes.txt").write_text("mine"), ws.args("--overwrite"))[-1],
+        fragments=("Dataset621_Old", "notes.txt", "does not look like an nnU-Net raw dataset")),
+    Row("overwrite: raw dataset with a folder inside imagesTr",
+        lambda ws: ((_old_raw(ws) / "imagesTr" / "sub").mkdir(), ws.args("--overwrite"))[-1],
+        fragments=("Dataset621_Old", "imagesTr")),
+    # --- data loss: sources inside what is written or removed, and the other way round (symbolic links) ---
+    Row("raw folder inside the source folder", lambda ws: ws.args(raw=ws.src / "raw"),
+        fragments=("--raw-dir lies inside the source folder",)),
+    Row("preprocessed folder inside the source folder", lambda ws: ws.args(pre=ws.src / "Kvasir-SEG" / "pre"),
+        fragments=("--preprocessed-dir lies inside the source folder",)),
+    Row("source image folder linked into the dataset it replaces",
+        lambda ws: (shutil.move(ws.src / "Kvasir-SEG" / "images", _old_raw(ws) / "imagesTs"),
+                    _symlink(ws.src / "Kvasir-SEG" / "images", ws.raw / "Dataset621_Old" / "imagesTs"),
+                    ws.args("--overwrite"))[-1],
+        fragments=("Dataset621_Old/imagesTs", "the source lies inside --raw-dir")),
+    Row("source mask linked from the preprocessed folder",
+        lambda ws: (shutil.move(_kv(ws, "masks"), ws.pre / "kept.jpg"),
+                    _kv(ws, "masks").symlink_to(ws.pre / "kept.jpg"), ws.args())[-1],
+        fragments=("kept.jpg", "the source lies inside --preprocessed-dir")),
+    # --- hang: only regular files are opened as data ---
+    Row("named pipe named like an archive in a source folder",
+        lambda ws: (os.mkfifo(ws.src / "extra.zip"), ws.args())[-1],
+        fragments=("extra.zip", "not a regular file (a named pipe)")),
+    Row("named pipe given as the source",
+        lambda ws: (os.mkfifo(ws.other / "kvasir-seg.zip"), ws.args(source=ws.other / "kvasir-seg.zip"))[-1],
+        fragments=("kvasir-seg.zip", "a named pipe")),
+    Row("named pipe in place of a mask", lambda ws: (_replace(_kv(ws, "masks"), os.mkfifo), ws.args())[-1],
+        fragments=("masks/case0.jpg", "not a regular file (a named pipe)")),
+    Row("character device linked in place of a mask",
+        lambda ws: (_replace(_kv(ws, "masks"), lambda p: p.symlink_to("/dev/zero")), ws.args())[-1],
+        fragments=("masks/case0.jpg", "a character device")),
+    Row("broken symbolic link in place of a mask",
+        lambda ws: (_replace(_kv(ws, "masks"), lambda p: p.symlink_to(ws.other / "gone.jpg")), ws.args())[-1],
+        fragments=("masks/case0.jpg", "cannot read")),
+    # --- archives: declared sizes bounded, and checked against the bytes read ---
+    Row("zip member declaring 2 GiB",
+        lambda ws: (a := _zip(ws), _patch_member(a, "Kvasir-SEG/masks/case1.jpg", size=2**31 - 1),
+                    ws.args(source=a))[-1],
+        fragments=("kvasir-seg.zip:Kvasir-SEG/masks/case1.jpg", f"declares {2**31 - 1} bytes", "256 MiB")),
+    Row("zip member declaring fewer bytes than it holds",
+        lambda ws: (a := _zip(ws), _patch_member(a, "Kvasir-SEG/masks/case1.jpg", size=10), ws.args(source=a))[-1],
+        fragments=("kvasir-seg.zip:Kvasir-SEG/masks/case1.jpg", "cannot read", "CRC")),
+    # --- ISIC: the official folders themselves; ground truth never dropped ---
+    Row("ISIC: the two official training folders given themselves",
+        lambda ws: (_isic(ws.other / "isic", *ISIC_TRAIN),
+                    ws.args(source=ws.other / "isic" / ISIC_TRAIN[0], also=(ws.other / "isic" / ISIC_TRAIN[1],),
+                            dataset="isic2018"))[-1],
+        code=0, check=lambda ws: len(list((ws.raw / "Dataset621_ISIC2018" / "labelsTr").iterdir())) == 4),
+    Row("ISIC: validation input without its ground truth goes to imagesTs",
+        lambda ws: (_isic(ws.other / "isic", *ISIC_TRAIN, ISIC_VAL[0]), ws.args(source=ws.other / "isic",
+                                                                                dataset="isic2018"))[-1],
+        code=0, check=lambda ws: len(list((ws.raw / "Dataset621_ISIC2018" / "imagesTs").iterdir())) == 4),
+    Row("ISIC: validation ground truth without its input folder",
+        lambda ws: (_isic(ws.other / "isic", *ISIC_TRAIN, ISIC_VAL[1]), ws.args(source=ws.other / "isic",
+                                                                                dataset="isic2018"))[-1],
+        fragments=(ISIC_VAL[0], "images folder is missing", ISIC_VAL[1])),
+    Row("ISIC: training ground truth folder given alone",
+        lambda ws: (_isic(ws.other / "isic", *ISIC_TRAIN),
+                    ws.args(source=ws.other / "isic" / ISIC_TRAIN[1], dataset="isic2018"))[-1],
+        fragments=(ISIC_TRAIN[0], "images folder is missing")),
+    # --- every source and class folder selects something, or is refused ---
+    Row("BUSI: class folder with masks but no images",
+        lambda ws: ws.args(source=_busi(ws.other / "busi", masks_only=("malignant",)), dataset="busi"),
+        fragments=("malignant (1)_mask.png", "mask without image")),
+    Row("BUSI: a class folder given itself",
+        lambda ws: ws.args(source=_busi(ws.other / "busi") / "Dataset_BUSI_with_GT" / "benign", dataset="busi"),
+        code=0, check=lambda ws: len(list((ws.raw / "Dataset621_BUSI" / "imagesTr").iterdir())) == 3),
+    Row("Kvasir: masks without the images folder",
+        lambda ws: (shutil.rmtree(ws.src / "Kvasir-SEG" / "images"), ws.args())[-1],
+        fragments=("Kvasir-SEG/images: images folder is missing",)),
+    Row("a source that no case uses",
+        lambda ws: ((ws.other / "notes").mkdir(), (ws.other / "notes" / "a.txt").write_text("x"),
+                    ws.args(also=(ws.other / "notes",)))[-1],
+        fragments=("other/notes", "no case uses a file of this source")),
+    Row("an empty source folder", lambda ws: ((ws.other / "empty").mkdir(), ws.args(also=(ws.other / "empty",)))[-1],
+        fragments=("other/empty", "no case uses a file of this source")),
+    # --- --n-folds: parser range (exit 2), then at most the training cases found, before any decoding ---
+    Row("--n-folds 0", lambda ws: ws.args("--n-folds", "0"), code=2, fragments=("--n-folds", "got 0")),
+    Row("--n-folds 1", lambda ws: ws.args("--n-folds", "1"), code=2, fragments=("--n-folds", "got 1")),
+    Row("--n-folds 101", lambda ws: ws.args("--n-folds", "101"), code=2, fragments=("--n-folds", "got 101")),
+    Row("--n-folds 100 with 4 cases", lambda ws: ws.args("--n-folds", "100"),
+        fragments=("--n-folds 100", "more folds than the 4 training cases")),
+    Row("--n-folds 5 with 4 cases", lambda ws: ws.args("--n-folds", "5"),
+        fragments=("--n-folds 5", "more folds than the 4 training cases")),
+    Row("--n-folds 4 with 4 cases", lambda ws: ws.args("--n-folds", "4"), code=0,
+        check=lambda ws: len(json.loads((ws.pre / "Dataset621_KvasirSEG" / "splits_final.json").read_text())) == 4),
+    Row("default 10 folds with 4 cases", lambda ws: _no_folds(ws.args()),
+        fragments=("--splits paper (10 folds)", "more folds than the 4 training cases")),
+    Row("--seed with --splits nnunet", lambda ws: _no_folds(ws.args("--splits", "nnunet", "--seed", "7")),
+        fragments=("--seed 7", "no effect with --splits nnunet")),
+    Row("--seed 42 with --splits nnunet", lambda ws: _no_folds(ws.args("--splits", "nnunet", "--seed", "42")),
+        code=0, check=lambda ws: not (ws.pre / "Dataset621_KvasirSEG").exists()),
+    # --- file names: every refusal names the file ---
+    Row("non-ASCII file name", lambda ws: (_rename_pair(ws, "\u00df.jpg"), ws.args())[-1],
+        fragments=("images/\u00df.jpg", "no usable case id")),
+    Row("non-UTF-8 file name", lambda ws: (_rename_pair(ws, os.fsdecode(b"\xff.jpg")), ws.args())[-1],
+        fragments=("images/\\udcff.jpg", "no usable case id")),
+    Row("two file names giving one case id", lambda ws: (_copy_pair(ws, "x y.jpg"), _copy_pair(ws, "x_y.jpg"),
+                                                           ws.args())[-1],
+        fragments=("images/x_y.jpg", "images/x y.jpg", "same case id")),
+    Row("case ids differing only in case", lambda ws: (_copy_pair(ws, "Case0.jpg"), ws.args())[-1],
+        fragments=("images/case0.jpg", "images/Case0.jpg", "same case id")),
+    # --- image values: modes and frames checked where the file is decoded ---
+    Row("LAB mask", lambda ws: (_lab_tiff(_kv(ws, "masks"), _kv(ws, "masks")), _kv(ws, "masks").unlink(),
+                                ws.args())[-1],
+        fragments=("masks/case0.tif", "Pillow mode LAB is not supported")),
+    Row("LAB image is converted and noted",
+        lambda ws: (_lab_tiff(_kv(ws, "images"), _kv(ws, "images")), _kv(ws, "images").unlink(), ws.args())[-1],
+        code=0, check=lambda ws: _note(ws, "case0", "LAB converted to RGB")),
+    Row("animated PNG image", lambda ws: (_animated_png(_kv(ws, "images")), _kv(ws, "images").unlink(),
+                                          ws.args())[-1],
+        fragments=("images/case0.png", "2 frames")),
+]
 
 
 ROWS = [
@@ -175,7 +407,7 @@ ROWS = [
     # --- what --overwrite may delete when nnUNet_results is not set (results-like or foreign folders) ---
     Row("overwrite: preprocessed dir holds trained results",
         lambda ws: (os.environ.pop("nnUNet_results"), _old_raw(ws), ws.args("--overwrite", pre=ws.results))[-1],
-        fragments=("does not look like an nnU-Net preprocessed dataset", "nnUNetTrainer__nnUNetPlans__2d")),
+        fragments=("holds files nnunet-se-convert did not write", "nnUNetTrainer__nnUNetPlans__2d")),
     Row("overwrite: raw dir holds trained results",
         lambda ws: (os.environ.pop("nnUNet_results"), ws.args("--overwrite", raw=ws.results))[-1],
         fragments=("does not look like an nnU-Net raw dataset",)),
@@ -198,8 +430,8 @@ ROWS = [
     Row("huge --size", lambda ws: ws.args("--size", "100000"), code=2, fragments=("--size", "8-8192")),
     Row("-d 0", lambda ws: ws.args("-d", "0"), code=2, fragments=("-d/--dataset-id", "1-999")),
     Row("huge -d", lambda ws: ws.args("-d", str(10**20)), code=2, fragments=("-d/--dataset-id", "1-999")),
-    Row("negative --n-folds", lambda ws: ws.args("--n-folds", "-3"), fragments=("--n-folds -3",)),
-    Row("huge --n-folds", lambda ws: ws.args("--n-folds", str(10**9)), fragments=(f"--n-folds {10**9}",)),
+    Row("negative --n-folds", lambda ws: ws.args("--n-folds", "-3"), code=2, fragments=("--n-folds", "got -3")),
+    Row("huge --n-folds", lambda ws: ws.args("--n-folds", str(10**9)), code=2, fragments=("--n-folds", "2 to 100")),
     Row("--workers 0", lambda ws: ws.args("--workers", "0"), code=2, fragments=("--workers", "got 0")),
     Row("huge --workers", lambda ws: ws.args("--workers", "100000"), code=2,
         fragments=("--workers", "got 100000", "CPU-bound")),
@@ -257,9 +489,27 @@ ROWS = [
         lambda ws: (_symlink(ws.raw / "Dataset621_Old", _old_raw(ws, folder=ws.other / "old")),
                     ws.args("--overwrite"))[-1],
         code=0, keep=lambda ws: [ws.other], check=_published),
-    Row("overwrite: replaces raw and preprocessed, keeps results",
-        lambda ws: (_old_raw(ws), _old_pre(ws.pre), ws.args("--overwrite"))[-1], code=0, check=_published),
+    Row("overwrite: replaces raw and the preprocessed split files, keeps results",
+        lambda ws: (_old_raw(ws), _old_splits(ws.pre), ws.args("--overwrite"))[-1], code=0,
+        check=lambda ws: (_published(ws), _new_splits(ws))),
+    *SWEEP,
 ]
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int) -> Iterator[None]:
+    """Raise TimeoutError in this (main) thread after ``seconds``, interrupting even a blocking ``open``."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _row_id(row: Row | object) -> str:
@@ -275,7 +525,8 @@ def test_adversarial(row: Row, tmp_path: Path, capsys: pytest.CaptureFixture[str
     kept = [ws.src, ws.results, ws.other, *row.keep(ws)] + ([ws.pre] if row.code else [])
     before_all, before = tree_digest(ws.tmp), {p: tree_digest(p) for p in kept}
     try:
-        result = call_main(main, argv, capsys)
+        with _deadline(60):  # a hang (e.g. opening a named pipe) fails the row instead of blocking the suite
+            result = call_main(main, argv, capsys)
     finally:
         if ws.raw.is_dir():
             ws.raw.chmod(0o755)
@@ -333,7 +584,7 @@ def test_failed_overwrite_keeps_the_old_dataset(tmp_path: Path, capsys: pytest.C
     ws = Workspace(tmp_path)
     monkeypatch.setenv("nnUNet_results", str(ws.results))
     _old_raw(ws)
-    _old_pre(ws.pre)
+    _old_splits(ws.pre)
     before = tree_digest(ws.tmp)
 
     def disk_full(src: str, dst: str) -> None:
@@ -368,35 +619,29 @@ def test_dataset_of_the_same_id_appearing_during_the_run_is_not_removed(
 @pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
 def test_two_conversions_of_one_id_at_once(overwrite: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real second process converts id 621; while it holds the lock, this one refuses (with or without
-    --overwrite) and changes nothing; the first finishes and its dataset is complete."""
+    """A real second process converts id 621 and is held (one case staged, lock taken) until this one has tried:
+    this one refuses (with or without --overwrite) and changes nothing; released, the first finishes complete."""
     ws = Workspace(tmp_path)
-    big = _kvasir(ws.other / "big", n=60, side=160)
+    big = _kvasir(ws.other / "big", n=6)
     monkeypatch.setenv("nnUNet_results", str(ws.results))
-    first = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from nnunet_se.conversion.cli import main; sys.exit(main())",
-         *ws.args("--size", "native", source=big)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    ready = ws.tmp / "ready"
+    first = start_paused(ready, "hold", ws.args("--size", "native", source=big))
     try:
-        lock, deadline = ws.raw / f".nnunet-se-lock-{ID}", time.monotonic() + 60
-        while time.monotonic() < deadline:  # the holder writes its pid once it has the lock
-            if lock.exists() and lock.read_text().strip() == str(first.pid):
-                break
-            time.sleep(0.01)
-        assert first.poll() is None, "the first conversion ended before the second started"
+        wait_until_ready(first, ready)
+        assert (ws.raw / f".nnunet-se-lock-{ID}").read_text().strip() == str(first.pid)
         sources = tree_digest(ws.src)
         result = call_main(main, ws.args(*(["--overwrite"] if overwrite else [])), capsys)
-        assert first.poll() is None, "the first conversion ended during the second: the race was not exercised"
-    finally:
+        os.kill(first.pid, signal.SIGUSR1)
         out, err = first.communicate(timeout=120)
+    finally:
+        first.kill()
     assert_one_line_error(result, "another conversion", f"pid {first.pid}", "dataset id 621")
     assert first.returncode == 0, err
     assert tree_digest(ws.src) == sources
     dataset = ws.raw / "Dataset621_KvasirSEG"
     assert sorted(p.name for p in ws.raw.iterdir()) == ["Dataset621_KvasirSEG"]
-    assert len(list((dataset / "imagesTr").iterdir())) == 60 == len(list((dataset / "labelsTr").iterdir()))
-    assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 60
+    assert len(list((dataset / "imagesTr").iterdir())) == 6 == len(list((dataset / "labelsTr").iterdir()))
+    assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 6
 
 
 def test_unwritable_raw_folder_even_for_root(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -423,3 +668,67 @@ def test_without_fcntl_the_conversion_runs_unlocked_with_a_warning(
     assert result.code == 0, result
     assert "concurrent conversions of id 621 are not detected" in result.stderr
     _published(ws)
+
+
+def _bomb(ws: Workspace) -> Path:
+    """The Kvasir source as a deflated zip whose mask ``case1`` is 4 MiB of zeros (a few KiB compressed), its size
+    declared truthfully."""
+    archive = ws.other / "kvasir-seg.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted((ws.src / "Kvasir-SEG").rglob("*.jpg")):
+            rel = path.relative_to(ws.src).as_posix()
+            zf.writestr(rel, b"\0" * 2**22 if rel.endswith("masks/case1.jpg") else path.read_bytes())
+    return archive
+
+
+def _declared(archive: Path) -> int:
+    with zipfile.ZipFile(archive) as zf:
+        return sum(info.file_size for info in zf.infolist())
+
+
+def _largest(ws: Workspace) -> int:
+    return max(p.stat().st_size for p in ws.src.rglob("*.jpg"))
+
+
+# (case, bounds set in nnunet_se.conversion.reading (computed on the workspace first), setup -> argv, fragments of
+# the refusal or None for a success): each bound is tested on both sides, and against bytes actually read
+BOUNDS = [
+    ("zip bomb: a member over the per-member bound", lambda ws: {"MAX_FILE_BYTES": 2**20},
+     lambda ws: ws.args(source=_bomb(ws)),
+     ("kvasir-seg.zip:Kvasir-SEG/masks/case1.jpg", f"declares {2**22} bytes", "1 MiB")),
+    ("an archive declaring more than the total bound",
+     lambda ws: {"MAX_ARCHIVE_BYTES": _declared(_zip(ws)) - 1}, lambda ws: ws.args(source=ws.other / "kvasir-seg.zip"),
+     ("kvasir-seg.zip", "the archive declares", "bytes uncompressed")),
+    ("an archive declaring exactly the total bound",
+     lambda ws: {"MAX_ARCHIVE_BYTES": _declared(_zip(ws))}, lambda ws: ws.args(source=ws.other / "kvasir-seg.zip"),
+     None),
+    ("a file one byte over the per-file bound", lambda ws: {"MAX_FILE_BYTES": _largest(ws) - 1}, lambda ws: ws.args(),
+     ("bytes, more than the", "bytes a source file may have")),
+    ("a file of exactly the per-file bound", lambda ws: {"MAX_FILE_BYTES": _largest(ws)}, lambda ws: ws.args(), None),
+    ("a file whose size is reported as 0 (/proc) is bounded by the bytes read",
+     lambda ws: {"MAX_FILE_BYTES": _largest(ws)},
+     lambda ws: (_replace(_kv(ws, "images"), lambda p: p.symlink_to("/proc/self/maps")), ws.args())[-1],
+     ("images/case0.jpg", "more than the")),
+]
+
+
+@pytest.mark.parametrize(("name", "limits", "setup", "fragments"), BOUNDS, ids=[b[0] for b in BOUNDS])
+def test_size_bounds(name: str, limits: Callable[[Workspace], dict[str, int]],
+                     setup: Callable[[Workspace], list[str]], fragments: tuple[str, ...] | None, tmp_path: Path,
+                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files and archive members are read within bounds (lowered here so that small files exercise them)."""
+    ws = Workspace(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(ws.results))
+    for attr, value in limits(ws).items():
+        monkeypatch.setattr(reading, attr, value)
+    argv = setup(ws)
+    before = tree_digest(ws.src)
+    with _deadline(60):
+        result = call_main(main, argv, capsys)
+    if fragments is None:
+        assert result.code == 0, result
+        _published(ws)
+    else:
+        assert_one_line_error(result, *fragments)
+        assert result.code == 1 and sorted(ws.raw.iterdir()) == []
+    assert tree_digest(ws.src) == before

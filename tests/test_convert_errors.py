@@ -7,15 +7,13 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from convert_child import start_paused, wait_until_ready
 from PIL import Image
 
 from nnunet_se.conversion.cases import read_case_table
@@ -99,7 +97,7 @@ BROKEN: list[tuple[str, str, Callable[[Path, Path], Path], Callable[[Path], Path
      lambda s: shutil.copy(_kv(s, "masks", 1), _kv(s, "masks", 0)) and _kv(s, "masks", 0), "does not match"),
     ("non-binary mask", "busi", _busi, _grey_mask, "not binary"),
     ("unreadable archive", "kvasir", _kvasir, _zip_then_truncate, "unreadable archive"),
-    ("wrong layout", "kvasir", _kvasir, _wrong_layout, "Kvasir-SEG/images/<name>.jpg"),
+    ("wrong layout", "kvasir", _kvasir, _wrong_layout, "Kvasir-SEG/images: images folder is missing"),
     ("empty folder", "busi", lambda real, dst: dst, lambda s: s, "empty or wrong layout"),
     ("id already used", "kvasir", _kvasir, _id_in_use, "--overwrite"),
     ("transparent RGBA", "busi", _busi,
@@ -194,20 +192,18 @@ def test_safe_conversions_are_recorded(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_interrupt_leaves_no_dataset(real_samples: Path, tmp_path: Path, sig: signal.Signals) -> None:
-    """Interrupted while converting (ISIC training JPEGs, 1 worker): no DatasetNNN folder, no partial folder."""
-    raw = tmp_path / "raw"
-    script = Path(sys.executable).parent / "nnunet-se-convert"
-    proc = subprocess.Popen(
-        [str(script), "isic2018", str(real_samples / "isic2018"), "-d", "622", "--raw-dir", str(raw),
-         "--workers", "1", "--size", "native"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list(raw.glob(".nnunet-se-partial-*/imagesTr/*.png")):
-        time.sleep(0.05)
-    assert proc.poll() is None, "conversion finished before it could be interrupted"
-    os.kill(proc.pid, sig)
-    _, err = proc.communicate(timeout=60)
+    """Interrupted while converting (ISIC, 1 worker), at a fixed point: one case staged, the rest to do. After
+    the signal: exit 130, "interrupted", no DatasetNNN folder, no partial folder, no lock file."""
+    raw, ready = tmp_path / "raw", tmp_path / "ready"
+    proc = start_paused(ready, "signal", ["isic2018", str(real_samples / "isic2018"), "-d", "622", "--raw-dir",
+                                          str(raw), "--workers", "1", "--size", "native"])
+    try:
+        wait_until_ready(proc, ready)
+        assert len(list(raw.glob(".nnunet-se-partial-622-*/imagesTr/*.png"))) == 1  # the state being interrupted
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(raw.iterdir()) == []
