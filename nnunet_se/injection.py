@@ -1,6 +1,7 @@
-"""Insert recalibration modules into dynamic-network-architectures U-Nets, and remove their skip connections.
+"""Insert recalibration modules into dynamic-network-architectures U-Nets (skip removal: :mod:`nnunet_se.no_skip`).
 
-Placement (``recalibration_reference.md`` §8.5): one module after every encoder stage except the bottleneck. In
+Placement, as in the authors' U-Net (``models/recalibrated_unet.py`` of the paper's code): one module after every
+encoder stage except the bottleneck, before its output becomes the skip. In
 d-n-a encoders the output of stage ``s`` is both the skip of depth ``s`` and the input of stage ``s + 1``, so the
 module is appended *inside* the stage:
 
@@ -24,8 +25,6 @@ import torch
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
-from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
-from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -111,8 +110,9 @@ def inject_recalibration(
     ``network`` is a d-n-a ``PlainConvUNet``/``ResidualEncoderUNet`` (or their encoder), 2D or 3D, changed in place.
     ``module`` is a registry name of :func:`nnunet_se.modules.create_recalibration` (built with ``flavour``,
     ``options`` and ``feature_size`` = the stage's spatial output size for an input of ``patch_size``), or a factory
-    ``f(channels, spatial_dims) -> nn.Module``. Paths are shallowest first (depth l=1 is ``paths[0]``); a hook on
-    ``network.get_submodule(paths[l - 1] + ".gate")`` sees that depth's excitations.
+    ``f(channels, spatial_dims) -> nn.Module``. Paths are shallowest first (depth l=1 is ``paths[0]``);
+    ``network.get_submodule(paths[l - 1])`` is depth l's module, whose gate child (``gate``, or ``spatial_gate`` for
+    sSE: :mod:`nnunet_se.analysis.capture`) outputs that depth's excitations.
     """
     encoder = _encoder_of(network)
     if recalibration_paths(network):
@@ -149,66 +149,3 @@ def inject_recalibration(
 def recalibration_paths(network: nn.Module) -> list[str]:
     """Dotted paths of the modules inserted by :func:`inject_recalibration`, shallowest first."""
     return [f"{name}.module" for name, m in network.named_modules() if isinstance(m, RecalibrationSlot)]
-
-
-class NoSkipUNetDecoder(UNetDecoder):
-    """``UNetDecoder`` without skip connections (the paper's cSE-NS ablation).
-
-    Every decoder stage sees only the transposed-conv output of the stage below: ``(N, C_skip, *spatial)`` instead
-    of the concatenation ``(N, 2 * C_skip, *spatial)``; its first conv is narrowed accordingly. Built from an existing
-    decoder (sharing its encoder, transposed convs, stages and segmentation heads); deep supervision is unchanged.
-    """
-
-    def __init__(self, decoder: UNetDecoder):
-        nn.Module.__init__(self)
-        self.deep_supervision = decoder.deep_supervision
-        self.encoder = decoder.encoder
-        self.num_classes = decoder.num_classes
-        self.stages = decoder.stages
-        self.transpconvs = decoder.transpconvs
-        self.seg_layers = decoder.seg_layers
-        for stage in self.stages:
-            _narrow_first_conv(stage.convs[0])
-
-    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
-        """``skips`` as for ``UNetDecoder``; only the bottleneck ``skips[-1]`` is read."""
-        x = skips[-1]
-        seg_outputs = []
-        for s in range(len(self.stages)):
-            x = self.stages[s](self.transpconvs[s](x))
-            if self.deep_supervision or s == len(self.stages) - 1:
-                seg_outputs.append(self.seg_layers[s](x))
-        seg_outputs = seg_outputs[::-1]
-        return seg_outputs if self.deep_supervision else seg_outputs[0]
-
-
-def _narrow_first_conv(block: ConvDropoutNormReLU) -> None:
-    """Replace the block's conv by one taking half the input channels (the skip half is gone)."""
-    old = block.conv
-    new = type(old)(
-        old.in_channels // 2, old.out_channels, old.kernel_size, old.stride, padding=old.padding,
-        dilation=old.dilation, bias=old.bias is not None,
-    )
-    index = next(i for i, m in enumerate(block.all_modules) if m is old)
-    block.all_modules[index] = new
-    block.conv = new
-    block.input_channels = new.in_channels
-
-
-def remove_skip_connections(network: nn.Module) -> nn.Module:
-    """Make ``network.decoder`` ignore the skips (:class:`NoSkipUNetDecoder`); in place, returns ``network``.
-
-    The narrowed convs are initialised with the network's own ``initialize`` (He init) when it has one.
-    """
-    decoder = getattr(network, "decoder", None)
-    if type(decoder) is not UNetDecoder:
-        raise TypeError(
-            f"cannot remove skip connections from {type(network).__name__}: expected a .decoder of type UNetDecoder, "
-            f"got {type(decoder).__name__}"
-        )
-    network.decoder = NoSkipUNetDecoder(decoder)
-    init = getattr(network, "initialize", None)
-    if init is not None:
-        for stage in network.decoder.stages:
-            stage.convs[0].conv.apply(init)
-    return network

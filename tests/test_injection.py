@@ -10,14 +10,9 @@ from dynamic_network_architectures.building_blocks.helper import convert_dim_to_
 from torch import nn
 
 import nnunet_se.modules as modules_package
-from nnunet_se.injection import (
-    NoSkipUNetDecoder,
-    RecalibrationSlot,
-    inject_recalibration,
-    recalibration_paths,
-    remove_skip_connections,
-)
+from nnunet_se.injection import RecalibrationSlot, inject_recalibration, recalibration_paths
 from nnunet_se.modules import parameter_count
+from nnunet_se.no_skip import NoSkipUNetDecoder, remove_skip_connections
 
 FEATURES = (16, 32, 64)  # FCA needs multiples of 16
 STRIDES = (1, 2, 2)

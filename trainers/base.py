@@ -5,7 +5,7 @@ A plugin trainer is a small subclass of :class:`RecalibrationTrainer` that only 
 
 - ``recalibration``: registry name of :func:`nnunet_se.modules.create_recalibration` (``None``: no module);
 - ``flavour``: ``"paper"`` or ``"original"``; ``recalibration_options``: extra options for the module factory;
-- ``skip_connections``: ``False`` replaces the decoder by :class:`nnunet_se.injection.NoSkipUNetDecoder`;
+- ``skip_connections``: ``False`` replaces the decoder by :class:`nnunet_se.no_skip.NoSkipUNetDecoder`;
 - ``family`` (``"auto"``, ``"original"``, ``"paper"``), ``baseline`` (the trainer it is tested against in the paper's
   Table I; ``None`` for a baseline) and ``table_row`` (its Table I row: ``"U-Net"``, ``"+cSE"``, ``"+SRM"``,
   ``"+FCA"``, ``"+Mono"``; ``None`` when the paper has none): read by every consumer through
@@ -35,7 +35,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from nnunet_se.injection import inject_recalibration, remove_skip_connections
+from nnunet_se.injection import inject_recalibration
+from nnunet_se.no_skip import remove_skip_connections
 
 ENV_EPOCHS = "NNUNET_SE_NUM_EPOCHS"
 ENV_ITERATIONS = "NNUNET_SE_NUM_ITERATIONS"
