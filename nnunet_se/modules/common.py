@@ -89,10 +89,10 @@ def batch_mean(values: torch.Tensor, group: ProcessGroup | None) -> tuple[torch.
     of the total loss. The global length is a 0-d tensor (no host synchronisation); it is >= 2 (>= 1 per process)."""
     if group is None:
         return values.mean(0), values.shape[0]
-    from torch.distributed.nn.functional import all_reduce
+    from torch.distributed._functional_collectives import all_reduce  # autograd-aware and traceable by dynamo
 
     local = torch.cat((values.sum(0).flatten(), values.new_full((1,), values.shape[0])))
-    total = all_reduce(local, group=group)
+    total = all_reduce(local, "sum", group)
     return total[:-1].view(values.shape[1:]) / total[-1], total[-1]
 
 
