@@ -5,8 +5,9 @@ Everything runs with nnU-Net's and the plugin's own commands (subprocesses, logg
 Data: a seeded synthetic lesion dataset (:mod:`nnunet_se.synthetic`), or real data converted with
 ``nnunet-se-convert`` (``--source DIR --source-kind kvasir|busi|isic2018``). Profiles (``--profile``): ``cpu`` (default,
 a few minutes on 2 cores), ``gpu`` (the same study larger, all six modules, 5 folds), ``quick`` (test suite).
-Helpers: :mod:`nnunet_se.workflow.demo_runs` (commands), :mod:`nnunet_se.workflow.demo_scoring` (Dice, learning curves),
-:mod:`nnunet_se.workflow.demo_figures` (figures), :mod:`nnunet_se.workflow.demo_report` (``report.md``).
+Helpers: :mod:`nnunet_se.workflow.demo_profiles` (sizes), :mod:`nnunet_se.workflow.demo_runs` (commands),
+:mod:`nnunet_se.workflow.demo_scoring` (Dice, learning curves), :mod:`nnunet_se.workflow.demo_figures` (figures),
+:mod:`nnunet_se.workflow.demo_report` (``report.md``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import argparse
 import dataclasses
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_se.cli_options import add_deprecated, add_device, add_output, add_seed
 from nnunet_se.errors import UserError
 from nnunet_se.layout import DEFAULT_CONFIGURATION as CONFIGURATION
 from nnunet_se.layout import DEFAULT_PLANS as PLANS
+from nnunet_se.workflow.demo_profiles import PROFILES, Profile
+from nnunet_se.workflow.demo_report import ReportInputs, module_parameters, write_report
 from nnunet_se.workflow.demo_runs import Pipeline
 from nnunet_se.workflow.demo_scoring import ModelScores, score_test_set, validation_dice
 
@@ -29,42 +31,6 @@ DATASET_ID = 999
 DATASET_NAME = "NnunetSeDemo"
 MARKER = ".nnunet-se-demo"
 SOURCES = ("kvasir", "busi", "isic2018")
-PAPER_SEVEN = ("nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPaperSSE", "nnUNetTrainerPaperSCSE",
-               "nnUNetTrainerPaperSRM", "nnUNetTrainerPaperFCA", "nnUNetTrainerPaperMono")
-
-
-@dataclass(frozen=True)
-class Profile:
-    """Demo size: synthetic cases, image side (px) and lesion radius range (fraction of the side), folds (all
-    trained), trainers (the first: the plain U-Net, baseline of Table I), epochs x iterations per epoch (``None``:
-    the trainer's own), device, bootstrap resamples."""
-
-    n_train: int
-    n_test: int
-    size: int
-    radius: tuple[float, float]
-    folds: int
-    trainers: tuple[str, ...]
-    epochs: int
-    iterations: int | None
-    device: str
-    bootstrap: int
-
-
-DEMO_CPU_TRAINERS = ("nnUNetTrainerPaper_demo", "nnUNetTrainerPaperCSE_demo", "nnUNetTrainerPaperMono_demo")
-PROFILES = {
-    # 3 trainers x 3 folds x 8 epochs x 10 iterations of batch 16 on 32x32 (docs/demo.md: time budget); the _demo
-    # trainers are the paper trainers at a 10x learning rate (nnunet_se.workflow.demo_trainers)
-    "cpu": Profile(n_train=60, n_test=10, size=32, radius=(0.15, 0.27), folds=3, epochs=8, iterations=10,
-                   device="cpu", bootstrap=200, trainers=DEMO_CPU_TRAINERS),
-    # unmeasured on a GPU so far (docs/demo.md): the stock paper trainers, 7 x 5 folds, true epochs of 64x64 images
-    "gpu": Profile(n_train=100, n_test=20, size=64, radius=(0.08, 0.2), folds=5, epochs=40, iterations=None,
-                   device="cuda", bootstrap=1000, trainers=PAPER_SEVEN),
-    "quick": Profile(n_train=12, n_test=2, size=32, radius=(0.15, 0.27), folds=3, epochs=1, iterations=2,
-                     device="cpu", bootstrap=20, trainers=DEMO_CPU_TRAINERS[::2]),
-}
-
-
 def check_output(out: Path) -> None:
     """``out`` may be new, empty or a previous demo output (marker file); anything else is refused."""
     if out.exists():
@@ -204,8 +170,6 @@ def analyse(pipeline: Pipeline, profile: Profile) -> None:
 
 
 def main(argv: list[str], prog: str) -> int:
-    from nnunet_se.workflow.demo_report import ReportInputs, module_parameters, write_report
-
     args = build_parser(prog).parse_args(argv)
     profile = check_args(args)
     out = args.output.resolve()

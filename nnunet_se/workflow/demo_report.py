@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_se.workflow.demo import Profile
 from nnunet_se.workflow.demo_figures import DICE_BAR, curves_figure, dice_figure, example_figure
+from nnunet_se.workflow.demo_profiles import Profile
 from nnunet_se.workflow.demo_runs import Pipeline
 from nnunet_se.workflow.demo_scoring import ModelScores
 
