@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 import tokenize
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -209,15 +210,20 @@ def run_tests(work: Path, tests: list[str], timeout: float) -> tuple[str, float,
             code = 99
         os._exit(int(code))
     deadline = start + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.perf_counter() > deadline:
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return "timeout", time.perf_counter() - start, ""
-        time.sleep(0.05)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.perf_counter() > deadline:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return "timeout", time.perf_counter() - start, ""
+            time.sleep(0.05)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): take the child's process group down too
+        os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
     code = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     text = log.read_text(errors="replace") if log.is_file() else ""
@@ -250,20 +256,29 @@ def locate(source: str, m: Mutant) -> Mutant:
     return replace(m, line=min(rows, key=lambda r: abs(r - m.line)))
 
 
-def execute(mutants: list[Mutant], named: bool, keep: bool) -> dict[str, float]:
-    """Run the unmutated tests of each module (they must pass), then every mutant; sets status, seconds,
-    killed_by in place; returns the unmutated test time per module."""
+def execute(mutants: list[Mutant], named: bool, keep: bool, minutes: float = 0.0,
+            progress: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
+    """Run the unmutated tests of each module (they must pass), then every mutant until ``minutes`` (0: no limit)
+    have passed; sets status, seconds, killed_by in place, calls ``progress(baseline)`` after each mutant; returns
+    the unmutated test time per module."""
+    stop = time.time() + 60 * minutes if minutes else float("inf")
     work = prepare()
     baseline: dict[str, float] = {}
     try:
         for rel in sorted({m.path for m in mutants}):
             tests = [t for t in TESTS[rel] if (work / t).is_file()]
             status, seconds, failed = run_tests(work, tests, 1800)
-            if status != "passed":
-                raise SystemExit(f"mutation: unmutated tests of {rel} do not pass ({status} {failed})")
+            if status != "passed":  # e.g. a test being edited in the checkout: this module's mutants are skipped
+                print(f"mutation: unmutated tests of {rel} do not pass ({status} {failed}); skipped", flush=True)
+                continue
             baseline[rel] = seconds
             print(f"baseline {rel}: {seconds:.1f} s ({len(tests)} test files)", flush=True)
         for i, m in enumerate(mutants, 1):
+            if m.path not in baseline:
+                m.status = "skipped"
+                continue
+            if time.time() > stop:
+                break
             target = work / m.path
             original = target.read_text()
             mutated = original.replace(m.original, m.mutated, 1) if named else apply(original, m)
@@ -278,6 +293,8 @@ def execute(mutants: list[Mutant], named: bool, keep: bool) -> dict[str, float]:
             m.status = {"passed": "survived", "failed": "killed"}.get(status, status)
             print(f"[{i}/{len(mutants)}] {m.status:8s} {m.seconds:6.1f} s  {m.path}:{m.line} {m.original} -> "
                   f"{m.mutated}  {m.killed_by}", flush=True)
+            if progress is not None:
+                progress(baseline)
     finally:
         os.chdir(ROOT)
         if not keep:
@@ -295,7 +312,10 @@ def main() -> None:
                         help="rerun the survivors of benchmarks/results/mutation.json and update it")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
+    parser.add_argument("--minutes", type=float, default=0.0,
+                        help="start no mutant after this many minutes (the rest is reported as not run)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: restore the file, remove the copy
     unknown = [m for m in args.modules if m not in TESTS]
     if unknown:
         parser.error(f"--modules: not in the core set: {', '.join(unknown)} (choose from {', '.join(TESTS)})")
@@ -329,33 +349,40 @@ def main() -> None:
         print(f"{total} mutants")
         return
     if args.sample and args.sample < total:
-        mutants = sorted(random.Random(args.seed).sample(mutants, args.sample), key=lambda m: (m.path, m.line, m.col))
-    baseline = execute(mutants, args.named, args.keep)
+        mutants = random.Random(args.seed).sample(mutants, args.sample)  # random order: a cut-off run is a sample too
+    command = "python benchmarks/mutation.py " + " ".join(sys.argv[1:])
+    seed = args.seed if args.sample else None
+
+    def progress(baseline: dict[str, float]) -> None:
+        write_results(mutants, total, seed, baseline, time.time() - started, command)
+
+    baseline = execute(mutants, args.named, args.keep, args.minutes, None if args.named else progress)
     if args.named:
         survivors = [m for m in mutants if m.status == "survived"]
         print(f"named mutants: {len(mutants) - len(survivors)} / {len(mutants)} killed")
         raise SystemExit(1 if survivors else 0)
-    write_results(mutants, total, args.seed if args.sample else None, baseline, time.time() - started,
-                  "python benchmarks/mutation.py " + " ".join(sys.argv[1:]))
+    write_results(mutants, total, seed, baseline, time.time() - started, command)
 
 
 def write_results(mutants: list[Mutant], total: int, seed: int | None, baseline: dict[str, float], seconds: float,
                   command: str) -> None:
     killed = sum(m.status in ("killed", "timeout") for m in mutants)
-    errors = sum(m.status in ("error", "stale") for m in mutants)
-    scored = len(mutants) - errors
+    errors = sum(m.status in ("error", "stale", "skipped") for m in mutants)
+    not_run = sum(m.status == "pending" for m in mutants)
+    scored = len(mutants) - errors - not_run
     per_module = {}
     for rel in sorted({m.path for m in mutants}):
         ms = [m for m in mutants if m.path == rel]
         k = sum(m.status in ("killed", "timeout") for m in ms)
-        per_module[rel] = {"run": len(ms), "killed": k, "survived": sum(m.status == "survived" for m in ms),
-                           "baseline_s": round(baseline[rel], 1)}
+        per_module[rel] = {"run": sum(m.status not in ("pending", "skipped") for m in ms), "killed": k,
+                           "survived": sum(m.status == "survived" for m in ms),
+                           "baseline_s": round(baseline[rel], 1) if rel in baseline else None}
     result = {
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "command": command,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "mutants_generated": total, "mutants_run": len(mutants), "sample_seed": seed,
-        "killed": killed, "errors": errors, "score": round(killed / scored, 4) if scored else None,
+        "killed": killed, "errors": errors, "not_run": not_run, "score": round(killed / scored, 4) if scored else None,
         "wall_s": round(seconds, 1), "per_module": per_module,
         "survivors": [asdict(m) for m in mutants if m.status == "survived"],
         "mutants": [asdict(m) for m in mutants],
@@ -368,10 +395,11 @@ def write_results(mutants: list[Mutant], total: int, seed: int | None, baseline:
                           for m in result["survivors"]) or "none"
     (RESULTS / "mutation.md").write_text(f"""# Mutation testing of the core modules
 
-`{result['command']}` on {result['date_utc']} UTC ({result['machine']}); {len(mutants)} of {total} mutants run
-(sample seed {result['sample_seed']}), {result['wall_s']} s wall.
+`{result['command']}` on {result['date_utc']} UTC ({result['machine']}): {len(mutants)} of {total} mutants
+sampled (seed {result['sample_seed']}), {len(mutants) - not_run} run before the time limit, {result['wall_s']} s wall.
 
-**Score: {killed} / {scored} killed ({100 * (result['score'] or 0):.1f} %)**; {errors} errors (not scored).
+**Score: {killed} / {scored} killed ({100 * (result['score'] or 0):.1f} %)**; {errors} not scored (tests failing
+unmutated, or an error); a timeout counts as killed.
 
 | module | run | killed | survived | unmutated tests (s) |
 |---|---|---|---|---|
