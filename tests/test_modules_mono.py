@@ -290,3 +290,36 @@ class TestAlphaMomentsTies:
         names = {event.name for event in prof.events()}
         assert "aten::nonzero" not in names and "aten::index_put_" not in names
         assert "aten::amin" in names  # the profile did see the module's ops
+
+
+class TestSavedForBackward:
+    """Activation memory: the backward recomputes the rescaled map, box sums and alpha from x."""
+
+    @pytest.mark.parametrize(
+        "minmax, dtype, extremes",
+        [("batch", torch.float32, 2 * 4), ("sample", torch.float32, 2 * 2 * 4), ("batch", torch.bfloat16, 2 * 4)],
+    )
+    def test_saves_x_and_channel_statistics(self, minmax: str, dtype: torch.dtype, extremes: int) -> None:
+        """A Mono module's forward (N=2, C=4, h=2, 32x32) saves x itself (its storage, its dtype: no float32 copy
+        under autocast) and float32 statistics of hand-counted size: the min and max (``extremes``: 2C for
+        "batch", 2NC for "sample"), the batch moments (2C), the batch variance and its rsqrt (2C), three (N, C)
+        tensors of the normalisation and the MLP input, the ReLU output (N·h), the gate (N·C), plus the gate cast
+        to x's dtype for bf16 (N·C·2 bytes). The former backward also kept alpha and two box sums: 3 float32 maps."""
+        n, c, h, size = 2, 4, 2, 32
+        module = create_recalibration("mono", c, 2, minmax=minmax).train()
+        x = torch.randn(n, c, size, size).to(dtype).requires_grad_()
+        saved: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            module(x)
+        for p in module.parameters():
+            saved.pop(p.untyped_storage().data_ptr(), None)
+        assert saved.pop(x.untyped_storage().data_ptr()) == x.numel() * x.element_size()
+        cast = 2 * n * c if dtype != torch.float32 else 0
+        statistics = 4 * (extremes + 2 * c + 2 * c + 3 * n * c + n * h + n * c) + cast
+        assert sum(saved.values()) <= statistics
+        assert max(saved.values()) <= 4 * 2 * n * c  # nothing map-sized besides x
