@@ -6,6 +6,7 @@ import io
 import json
 import struct
 import zlib
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,18 @@ def test_paper_scheme_is_grouped_seeded_and_complete(classes: list[str] | None) 
 def test_too_many_folds_is_a_user_error() -> None:
     with pytest.raises(UserError, match="--n-folds 5"):
         make_splits(IDS[:6], None, [IDS[:3]], "paper", 5, 0)
+
+
+@pytest.mark.parametrize(("scheme", "folds", "ok"), [("paper", 1, False), ("paper", 2, True), ("paper", 4, True),
+                                                     ("paper", 5, False), ("authors", 6, True), ("authors", 7, False)])
+def test_fold_count_bounds_on_both_sides(scheme: str, folds: int, ok: bool) -> None:
+    """2 <= folds <= independent units: 6 cases with one duplicate group of 3 are 4 units for ``paper`` (grouped),
+    6 for ``authors`` (their split ignores groups)."""
+    if ok:
+        assert len(make_splits(IDS[:6], None, [IDS[:3]], scheme, folds, 42)) == folds
+    else:
+        with pytest.raises(UserError, match=f"--n-folds {folds}: need 2 <= folds"):
+            make_splits(IDS[:6], None, [IDS[:3]], scheme, folds, 42)
 
 
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -145,6 +158,33 @@ def test_mask_array_half_threshold_both_sides() -> None:
     assert mask_array(Image.fromarray(np.array([[0, 127, 128, 255]], np.uint8)), None).tolist() == [
         [False, False, True, True]
     ]
+
+
+def test_16bit_grey_rounds_to_nearest_8bit_value() -> None:
+    """16-bit grey v -> round(v * 255 / 65535) = round(v / 257) (never a tie: v / 257 = k + 1/2 has no integer v),
+    computed exactly with fractions; 128 | 129 and 32767 | 32768 sit on both sides of a rounding boundary."""
+    values = [0, 128, 129, 385, 386, 32767, 32768, 65406, 65407, 65535]
+    buf = io.BytesIO()
+    Image.fromarray(np.array([values], dtype=np.uint16)).save(buf, "PNG")
+    decoded = np.asarray(decode_image(buf.getvalue(), "g16.png", None).image)
+    expected = [round(Fraction(v * 255, 65535)) for v in values]
+    assert expected[:5] == [0, 0, 1, 1, 2] and decoded[0, :, 0].tolist() == expected
+    assert (decoded == decoded[:, :, :1]).all()  # grey replicated to RGB
+
+
+@pytest.mark.parametrize(("alpha", "error"), [(255, None), (254, "transparent pixels"), (0, "transparent pixels")])
+def test_image_alpha_must_be_fully_opaque(alpha: int, error: str | None) -> None:
+    """An alpha channel is dropped only when every pixel is opaque (255); 254 is already transparent."""
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 90, 255
+    rgba[1, 1, 3] = alpha
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    if error:
+        with pytest.raises(UserError, match=error):
+            decode_image(buf.getvalue(), "a.png", None)
+    else:
+        assert np.asarray(decode_image(buf.getvalue(), "a.png", None).image).tolist() == [[[90, 0, 0]] * 2] * 2
 
 
 def test_mask_array_is_bilinear_then_half_threshold() -> None:
