@@ -27,10 +27,11 @@ from nnunet_se.layout import (
     Dataset,
     SplitFolds,
     dataset_folds,
+    fold_ranges,
     match_dataset,
     nnunet_roots,
 )
-from nnunet_se.results import FoldResult, scan_results
+from nnunet_se.results import SUMMARY, FoldResult, scan_results
 
 FORMATS = ("md", "latex", "csv", "json")
 
@@ -153,8 +154,14 @@ def nadeau_bengio_ratios(results: Sequence[FoldResult], splits: Mapping[str, Spl
 
 def expected_folds(results: Sequence[FoldResult], folds: list[int] | str | None,
                    splits: Mapping[str, SplitFolds | None], prog: str) -> dict[str, list[int]] | None:
-    """``-f`` per dataset: the given folds, every fold of each dataset's split for ``all``, or None (folds found)."""
+    """``-f`` per dataset: the given folds, every fold of each dataset's split for ``all``, or None (folds found).
+    A given fold outside a dataset's ``splits_final.json`` is a UserError (without a split file any fold is taken)."""
     if folds != cli_options.ALL_FOLDS:
+        for dataset, split in splits.items():
+            outside = sorted(set(folds or []) - set(split.folds)) if split is not None and not split.assumed else []
+            if outside:
+                raise UserError(f"-f {fold_ranges(outside)}: not a fold of {dataset} ({split.lookup}, "
+                                f"{fold_ranges(split.folds)})")
         return None if folds is None else {r.dataset: list(folds) for r in results}
     expected = {}
     for dataset, split in splits.items():
@@ -208,7 +215,22 @@ def main(argv: list[str], prog: str) -> int:
     splits = dataset_splits(results)
     expected = expected_folds(results, args.folds, splits, prog)
     ratio = args.test_train_ratio if args.test_train_ratio is not None else nadeau_bengio_ratios(results, splits, prog)
+    if expected is not None:  # -f: only the named folds are read
+        results = [r for r in results if r.fold in expected[r.dataset]]
+        if not any(r.finished for r in results):
+            named = args.folds if isinstance(args.folds, str) else fold_ranges(args.folds)
+            raise UserError(f"-f {named}: no finished fold of these numbers in {where}")
+    for r in results:
+        if r.finished and math.isnan(r.dice):
+            print(f"{prog}: warning: {r.path / SUMMARY}: foreground_mean Dice is NaN (no case with foreground in "
+                  f"reference or prediction); fold {r.fold} of {r.model} is left out of its mean and tests",
+                  file=sys.stderr)
     entries = build_table(results, args.baseline, expected, ratio, args.compare_paper, args.alternative)
+    for e in entries:
+        if e.n_unpaired_cases:
+            print(f"{prog}: warning: {e.dataset} {e.model} vs {e.baseline}: {e.n_unpaired_cases} cases of the paired "
+                  f"folds are in only one of the two summary.json files (another split?); the Wilcoxon test uses the "
+                  f"{e.n_paired_cases} paired ones", file=sys.stderr)
     if args.format == "json":
         text = _json(entries, results)
     else:

@@ -45,6 +45,7 @@ class Entry:
     p_wilcoxon_holm: float = math.nan
     n_paired_folds: int = 0
     n_paired_cases: int = 0
+    n_unpaired_cases: int = 0  # case ids of the paired folds found on one side only (left out of the Wilcoxon test)
     n_cases: int = 0
     n_empty_reference: int = 0
     n_empty_excluded: int = 0
@@ -174,6 +175,7 @@ def _compare(entry: Entry, model: dict[int, FoldResult], base: dict[int, FoldRes
              if c in base[f].per_case]
     pairs = [(x, y) for x, y in pairs if not (math.isnan(x) or math.isnan(y))]
     entry.n_paired_cases = len(pairs)
+    entry.n_unpaired_cases = sum(len(set(model[f].per_case) ^ set(base[f].per_case)) for f in common)
     if pairs:
         x, y = zip(*pairs, strict=True)
         entry.p_wilcoxon = wilcoxon(x, y, entry.alternative)
@@ -238,8 +240,11 @@ def details_frame(entries: Sequence[Entry]) -> pd.DataFrame:
     labels = _labels(entries)
     return pd.DataFrame([{
         "dataset": e.dataset, "model": labels[e.model], "baseline": labels.get(e.baseline, e.baseline) or "–",
-        "folds": len(e.folds), "t-test p": _p(e.p_ttest), "Nadeau-Bengio p": _p(e.p_nadeau_bengio),
-        "Wilcoxon p (cases)": f"{_p(e.p_wilcoxon)} ({e.n_paired_cases})", "Holm p": _p(e.p_wilcoxon_holm),
+        "folds (paired)": f"{len(e.folds)} ({e.n_paired_folds})" if e.baseline else str(len(e.folds)),
+        "t-test p": _p(e.p_ttest), "Nadeau-Bengio p": _p(e.p_nadeau_bengio),
+        "Wilcoxon p (cases)": f"{_p(e.p_wilcoxon)} ({e.n_paired_cases}"
+                              + (f", {e.n_unpaired_cases} unpaired)" if e.n_unpaired_cases else ")"),
+        "Holm p": _p(e.p_wilcoxon_holm),
         "cases": e.n_cases, "empty ref": e.n_empty_reference, "excluded (NaN)": e.n_empty_excluded,
         "NaN Dice": _folds(e.nan_folds), "unfinished": _folds(e.unfinished_folds),
         "missing": _folds(e.missing_folds)} for e in entries])

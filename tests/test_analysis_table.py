@@ -11,13 +11,15 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cli_harness import assert_one_line_error, call_main
 from PIL import Image
 from scipy import stats
 
@@ -410,3 +412,133 @@ def test_cli_no_results_is_one_line_error(tmp_path: Path, capsys) -> None:
     assert cli.main(["table", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(tmp_path) in err[0] and "no Dataset" in err[0]
+
+
+# ---- every selecting option honoured or refused, every join keyed (dataset, trainer, plans, config, fold) ------------
+
+BASE, CSE, SRM = "nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPaperSRM"
+HAND = "Dataset902_Hand"
+# The standard tree: the baseline at 70..74 % on folds 0-4, CSE better by d = 1..5 points (71, 73, 75, 77, 79).
+STANDARD = {(HAND, BASE, PLANS_CONFIG): [0.70, 0.71, 0.72, 0.73, 0.74],
+            (HAND, CSE, PLANS_CONFIG): [0.71, 0.73, 0.75, 0.77, 0.79]}
+
+
+def _summary_json(folder: Path, dice: float, case: str) -> None:
+    folder.mkdir(parents=True)
+    entry = {"reference_file": f"/gt/{case}.png", "metrics": {"1": {"Dice": dice, "n_ref": 10}}}
+    (folder / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": dice}, "metric_per_case": [entry]}))
+
+
+def _tree(root: Path, spec: dict, case: Callable[[str, int], str] = lambda trainer, fold: f"case_{fold}") -> None:
+    """{(dataset, trainer, plans__config): [fold Dice, ...] (None: no fold folder)} as nnU-Net result folders."""
+    for (dataset, trainer, plans_config), values in spec.items():
+        for fold, dice in enumerate(values):
+            if dice is not None:
+                _summary_json(root / dataset / f"{trainer}__{plans_config}" / f"fold_{fold}" / "validation", dice,
+                              case(trainer, fold))
+
+
+@dataclass(frozen=True)
+class Selection:
+    id: str
+    spec: dict
+    argv: tuple[str, ...]
+    expect: Callable[[dict], None] | None = None  # checks on the JSON output; None: a one-line error
+    fragments: tuple[str, ...] = ()  # in the error line, or in stderr (warnings) when expect is given
+    split_folds: int = 0  # write a splits_final.json of this many folds
+    case: Callable[[str, int], str] = lambda trainer, fold: f"case_{fold}"
+    second_root: dict = field(default_factory=dict)  # another results folder, passed as well
+
+
+def _entry(payload: dict, trainer: str = CSE, dataset: str = HAND) -> dict:
+    return next(e for e in payload["entries"] if e["trainer"] == trainer and e["dataset"] == dataset)
+
+
+def _expect_subset(payload: dict) -> None:  # -f 0 1: (71 + 73) / 2 = 72, std sqrt(2); the other folds never read
+    cse = _entry(payload)
+    assert (cse["folds"], cse["mean"], cse["n_paired_folds"]) == ([0, 1], pytest.approx(72.0, abs=1e-12), 2)
+    assert cse["std"] == pytest.approx(math.sqrt(2.0), abs=1e-12)
+    assert sorted(f["fold"] for f in payload["folds"]) == [0, 0, 1, 1]
+
+
+def _expect_nan_fold(payload: dict) -> None:  # CSE fold 2 NaN: (71 + 73 + 77 + 79) / 4 = 75 over folds 0, 1, 3, 4
+    cse, base = _entry(payload), _entry(payload, BASE)
+    assert (cse["folds"], cse["nan_folds"], cse["mean"]) == ([0, 1, 3, 4], [2], pytest.approx(75.0, abs=1e-12))
+    assert cse["best"] and not base["best"] and cse["n_paired_folds"] == 4
+
+
+def _expect_only(key: str, values: set[str]) -> Callable[[dict], None]:
+    def check(payload: dict) -> None:
+        assert {e[key] for e in payload["entries"]} == values
+    return check
+
+
+def _expect_unpaired_cases(payload: dict) -> None:  # fold 0's cases differ: 4 pairs tested, 2 ids unpaired
+    cse = _entry(payload)
+    assert (cse["n_paired_cases"], cse["n_unpaired_cases"], cse["n_paired_folds"]) == (4, 2, 5)
+
+
+def _expect_unpaired_folds(payload: dict) -> None:  # the baseline has folds 0-2 only: tests on those 3 pairs
+    cse, base = _entry(payload), _entry(payload, BASE)
+    assert (cse["n_paired_folds"], base["missing_folds"], cse["folds"]) == (3, [3, 4], [0, 1, 2, 3, 4])
+    # d = (1, 2, 3) points, ratio 1/4: t = 2 / sqrt((1/3 + 1/4) * 1) = 2 sqrt(12/7), 2 d.o.f.:
+    # P(T >= t) = (1 - t / sqrt(t^2 + 2)) / 2
+    t = 2 * math.sqrt(12 / 7)
+    assert cse["p_nadeau_bengio"] == pytest.approx((1 - t / math.sqrt(t * t + 2)) / 2, rel=1e-9)
+
+
+OTHER_CONFIG = {**STANDARD, (HAND, CSE, "nnUNetPlans__3d_fullres"): [0.9] * 5}
+OTHER_PLANS = {**STANDARD, (HAND, CSE, "nnUNetResEncUNetMPlans__2d"): [0.9] * 5}
+SELECTIONS = [
+    Selection("f-subset", STANDARD, ("-f", "0", "1"), _expect_subset),
+    Selection("f-outside-the-split", STANDARD, ("-f", "4", "5"), None, ("-f 5", "not a fold of Dataset902_Hand",
+                                                                        "has 5 folds"), split_folds=5),
+    Selection("f-inside-the-split", STANDARD, ("-f", "3", "4"), _expect_only("folds", {"3 4"}), split_folds=5),
+    Selection("f-nothing-there", STANDARD, ("-f", "7"), None, ("-f 7", "no finished fold")),
+    Selection("nan-fold-reported", {**STANDARD, (HAND, CSE, PLANS_CONFIG): [0.71, 0.73, math.nan, 0.77, 0.79]},
+              (), _expect_nan_fold, ("fold_2/validation/summary.json: foreground_mean Dice is NaN",
+                                     "fold 2 of nnUNetTrainerPaperCSE__nnUNetPlans__2d is left out")),
+    Selection("c-honoured", OTHER_CONFIG, ("-c", "2d"), _expect_only("model", {f"{BASE}__{PLANS_CONFIG}",
+                                                                               f"{CSE}__{PLANS_CONFIG}"})),
+    Selection("c-unknown", OTHER_CONFIG, ("-c", "3d_lowres"), None, ("-c '3d_lowres'", "found 2d, 3d_fullres")),
+    Selection("p-honoured", OTHER_PLANS, ("-p", "nnUNetPlans"), _expect_only("model", {f"{BASE}__{PLANS_CONFIG}",
+                                                                                       f"{CSE}__{PLANS_CONFIG}"})),
+    Selection("tr-honoured", {**STANDARD, (HAND, SRM, PLANS_CONFIG): [0.6] * 5}, ("-tr", CSE),
+              _expect_only("trainer", {BASE, CSE})),
+    Selection("d-honoured", {**STANDARD, ("Dataset903_Other", BASE, PLANS_CONFIG): [0.5] * 5}, ("-d", "902"),
+              _expect_only("dataset", {HAND})),
+    Selection("d-unknown", STANDARD, ("-d", "904"), None, ("-d", "904")),
+    Selection("same-fold-in-two-roots", STANDARD, (), None, ("fold_0", "is also in"),
+              second_root={(HAND, CSE, PLANS_CONFIG): [0.99]}),
+    Selection("unpaired-cases-reported", STANDARD, (), _expect_unpaired_cases, ("2 cases of the paired folds",
+                                                                                "uses the 4 paired ones"),
+              case=lambda trainer, fold: f"case_{fold}_{trainer}" if fold == 0 else f"case_{fold}"),
+    Selection("unpaired-folds-not-tested", {**STANDARD, (HAND, BASE, PLANS_CONFIG): [0.70, 0.71, 0.72]}, (),
+              _expect_unpaired_folds),
+]
+
+
+@pytest.mark.parametrize("row", SELECTIONS, ids=[r.id for r in SELECTIONS])
+def test_selection_and_joins(row: Selection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.delenv("nnUNet_raw", raising=False)
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    _tree(tmp_path / "results", row.spec, row.case)
+    roots = [str(tmp_path / "results")]
+    if row.second_root:
+        _tree(tmp_path / "copy", row.second_root)
+        roots.append(str(tmp_path / "copy"))
+    if row.split_folds:
+        _splits(tmp_path / "preprocessed", HAND, row.split_folds)
+        monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "preprocessed"))
+    fmt = ("--format", "csv") if row.id == "f-inside-the-split" else ("--format", "json")
+    result = call_main(cli.main, ["table", *roots, *fmt, *row.argv], capsys)
+    if row.expect is None:
+        assert_one_line_error(result, *row.fragments)
+        assert result.code == 1 and result.stdout == ""
+        return
+    assert result.code == 0, result.stderr
+    for fragment in row.fragments:
+        assert fragment in result.stderr
+    payload = ({"entries": list(csv.DictReader(io.StringIO(result.stdout)))} if fmt[1] == "csv"
+               else json.loads(result.stdout))
+    row.expect(payload)
