@@ -1,4 +1,4 @@
-"""cSE, sSE and scSE against the numeric oracles of recalibration_reference.md §6."""
+"""cSE, sSE and scSE against hand-computed gates (Hu et al.; Roy, Navab, Wachinger)."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ class TestSRM:
         ],
     )
     def test_running_variance_update(self, flavour: str, running_var: tuple, running_mean: tuple) -> None:
-        """Issue 11: the paper flavour's running variance tracks the biased batch variance (Keras), the
+        """The paper flavour's running variance tracks the biased batch variance (Keras), the
         original flavour PyTorch's unbiased one; eval mode then normalises with these statistics."""
         module = create_recalibration("srm", 2, 2, flavour).train()
         with torch.no_grad():
