@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import keyword
 import os
 import platform
 import random
@@ -156,20 +157,39 @@ def code_tokens(source: str) -> list[tokenize.TokenInfo]:
     return keep
 
 
+def _is_binary(previous: tokenize.TokenInfo | None) -> bool:
+    """Whether an operator after ``previous`` is binary (not ``*args``/``**kwargs`` unpacking or a unary sign)."""
+    if previous is None:
+        return False
+    if previous.type in (tokenize.NUMBER, tokenize.STRING):
+        return True
+    if previous.type == tokenize.NAME:
+        return not keyword.iskeyword(previous.string) or previous.string in ("True", "False", "None")
+    return previous.string in (")", "]", "}")
+
+
 def mutants_of(rel: str, source: str) -> list[Mutant]:
+    """Every mutant of ``source``. Left out as equivalent or meaningless: ``*``/``**`` unpacking, ``strict=`` and
+    ``inplace=`` flags, lines that only raise or log."""
     lines = source.splitlines()
     out = []
-    for tok in code_tokens(source):
+    tokens = code_tokens(source)
+    for i, tok in enumerate(tokens):
         (row, col), text = tok.start, tok.string
+        previous = tokens[i - 1] if i else None
         replacements: list[str] = []
         if tok.type == tokenize.OP and text in OPERATORS:
+            if text in ("*", "**", "/", "//") and not _is_binary(previous):
+                continue
             replacements = [OPERATORS[text]]
         elif tok.type == tokenize.NAME and text in NAMES:
+            if i >= 2 and tokens[i - 1].string == "=" and tokens[i - 2].string in ("strict", "inplace"):
+                continue
             replacements = [NAMES[text]]
         elif tok.type == tokenize.NUMBER and not text.lower().endswith("j"):
             value = text.replace("_", "")
             if any(c in value.lower() for c in ".e") and not value.lower().startswith("0x"):
-                replacements = [repr(float(value) * 10)]
+                replacements = [repr(float(value) * 10) if float(value) else "1.0"]
             else:
                 replacements = [str(int(value, 0) + 1)]
         if not replacements or lines[row - 1].lstrip().startswith(("raise ", "log", "logger.", "__all__")):
