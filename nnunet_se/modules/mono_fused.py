@@ -197,11 +197,12 @@ def _shares_kernel(gx_ptr, x_ptr, low_ptr, high_ptr, share_low_ptr, share_high_p
 
 @functools.cache
 def kernels(interpret: bool) -> tuple:
-    """The three kernels, compiled by ``triton.jit`` or run by Triton's interpreter (CPU tensors)."""
+    """The three kernels, compiled for the GPU or run by Triton's interpreter (CPU tensors), whatever
+    ``TRITON_INTERPRET`` said when ``triton.jit`` would have looked."""
     if interpret:
         from triton.runtime.interpreter import InterpretedFunction as wrap
     else:
-        wrap = triton.jit
+        from triton.runtime.jit import JITFunction as wrap
     return tuple(wrap(k) for k in (_measures_kernel, _transposed_kernel, _shares_kernel))
 
 
