@@ -17,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_se.conversion.reading import read_file
 from nnunet_se.errors import UserError
 
 DEPTH_KEY = re.compile(r"^depth_(\d+)$")
+MAX_NPZ_BYTES = 2**30
+"""Largest uncompressed content of an excitation file (bytes): 10,000 cases x 1,000 channels x 8 depths in float32
+is 320 MB."""
 SIDECAR_KEYS = ("dataset", "trainer", "plans", "configuration", "fold", "checkpoint", "module", "flavour", "channels")
 
 
@@ -66,6 +70,10 @@ def load_excitations(path: str | Path) -> ExcitationSet:
         raise UserError(f"{path}: no such excitation file")
     try:
         with np.load(path, allow_pickle=False) as data:
+            declared = sum(info.file_size for info in data.zip.infolist())
+            if declared > MAX_NPZ_BYTES:  # checked before any array is decompressed
+                raise UserError(f"{path}: declares {declared} bytes of arrays, more than the {MAX_NPZ_BYTES} an "
+                                "excitation file may have")
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         reason = "empty file" if path.stat().st_size == 0 else f"{type(exc).__name__}: {exc}"
@@ -80,6 +88,9 @@ def load_excitations(path: str | Path) -> ExcitationSet:
                             f"{value.dtype} {value.shape}")
         if not np.all(np.isfinite(value)):
             raise UserError(f"{path}: array {key} contains NaN or infinite values")
+        if value.min() < 0 or value.max() > 1:  # every gate is a sigmoid (nnunet_se.modules)
+            raise UserError(f"{path}: array {key} has values outside [0, 1] (min {value.min():.6g}, max "
+                            f"{value.max():.6g}); excitations are gate outputs, within [0, 1]")
         depths[int(match.group(1))] = value.astype(np.float64)
     if not depths:
         raise UserError(f"{path}: no depth_<l> arrays (found {sorted(arrays) or 'nothing'})")
@@ -103,7 +114,7 @@ def _read_sidecar(path: Path, depths: dict[int, np.ndarray]) -> dict:
     if not side.is_file():
         return {}
     try:
-        meta = json.loads(side.read_text())
+        meta = json.loads(read_file(side, str(side)))  # a regular file, size-bounded
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{side}: invalid JSON ({exc})") from exc
     if not isinstance(meta, dict):

@@ -142,7 +142,8 @@ def main(argv: list[str], prog: str) -> int:
         for capture in captures:
             dataset, trainer, fold = capture.dataset, capture.trainer, capture.fold
             trainer_cls = _plugin_trainer(trainer)
-            predictor = load_predictor(capture.model_dir, fold, args.checkpoint, device)
+            predictor = load_predictor(capture.model_dir, fold, args.checkpoint, device, trainer, args.plans,
+                                       args.configuration)
             paths = recalibration_paths(predictor.network)
             if not paths:
                 raise UserError(f"{capture.model_dir}: {trainer} has no recalibration modules to capture")

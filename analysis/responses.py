@@ -21,6 +21,7 @@ import numpy as np
 from scipy import stats
 
 from nnunet_se.analysis.excitation_io import ExcitationSet
+from nnunet_se.conversion.reading import read_file
 from nnunet_se.errors import UserError
 
 
@@ -32,7 +33,7 @@ def channel_summary(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def variability(g: np.ndarray) -> dict[str, float]:
     mean, std = channel_summary(g)
-    bound = np.sqrt(mean * (1.0 - mean))
+    bound = np.sqrt(np.clip(mean * (1.0 - mean), 0.0, None))  # excitations lie in [0, 1] (checked on loading)
     ratio = np.divide(std, bound, out=np.zeros_like(std), where=bound > 0)
     return {"ivi": float(std.mean()), "ivi_bounded": float(ratio.mean()), "mean_excitation": float(mean.mean())}
 
@@ -62,7 +63,7 @@ DICE_KEYS = ("dataset", "trainer", "plans", "configuration", "fold")
 def read_dice_folds(path: Path) -> list[dict]:
     """The ``folds`` list of a ``table --format json`` file, each entry checked; errors name the file and entry."""
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(read_file(path, str(path)))  # a regular file, size-bounded
     except OSError as exc:
         raise UserError(f"{path}: --dice cannot be read ({exc.strerror or exc})") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -77,9 +78,25 @@ def read_dice_folds(path: Path) -> list[dict]:
             raise UserError(f"{path}: folds[{i}] lacks {', '.join(missing)} (rerun `nnunet-se-analyze table "
                             "--format json`)")
         dice = fold["dice"]
-        if dice is not None and (isinstance(dice, bool) or not isinstance(dice, int | float)):
-            raise UserError(f"{path}: folds[{i}].dice must be a number or null, got {dice!r}")
+        if dice is not None and (isinstance(dice, bool) or not isinstance(dice, int | float)
+                                 or not 0 <= dice <= 100):  # also refuses NaN and Infinity
+            raise UserError(f"{path}: folds[{i}].dice must be a Dice in % (0-100) or null, got {dice!r}")
+        if not isinstance(fold["finished"], bool):
+            raise UserError(f"{path}: folds[{i}].finished must be true or false, got {fold['finished']!r}")
+    refuse_duplicates([tuple(str(f[k]) for k in DICE_KEYS) for f in folds], [f"{path}: folds[{i}]"
+                                                                            for i in range(len(folds))])
     return folds
+
+
+def refuse_duplicates(keys: Sequence[tuple], sources: Sequence[str]) -> None:
+    """One-line error naming both sources when two of them share a (dataset, trainer, plans, configuration, fold)
+    key: a join on that key would silently keep one of them."""
+    seen: dict[tuple, str] = {}
+    for key, source in zip(keys, sources, strict=True):
+        if key in seen:
+            raise UserError(f"{source}: the same (dataset, trainer, plans, configuration, fold) as {seen[key]}: "
+                            f"{', '.join(key)}")
+        seen[key] = source
 
 
 def attach_dice(rows: list[dict], folds: Sequence[dict]) -> list[dict]:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from nnunet_se.analysis.excitation_io import input_paths, load_many
 from nnunet_se.analysis.outputs import check_output_folder, staged_output
 from nnunet_se.analysis.plots import plot_ivi_dice, plot_responses
-from nnunet_se.analysis.responses import attach_dice, channel_rows, correlations, read_dice_folds, variability_rows
+from nnunet_se.analysis.responses import (
+    attach_dice,
+    channel_rows,
+    correlations,
+    read_dice_folds,
+    refuse_duplicates,
+    variability_rows,
+)
 from nnunet_se.analysis.tabular import write_csv, write_json
 from nnunet_se.cli_options import add_output
 from nnunet_se.errors import UserError
 
 COMMAND = "nnunet-se-analyze responses"
+logger = logging.getLogger(__name__)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -30,11 +39,18 @@ def main(argv: list[str], prog: str) -> int:
     inputs = input_paths(args.files) + ([args.dice] if args.dice else [])
     check_output_folder(args.output, COMMAND, inputs)
     sets = load_many(args.files)
+    refuse_duplicates([(s.dataset, s.model, s.plans, s.configuration, s.fold) for s in sets],
+                      [str(s.path) for s in sets])
     rows = variability_rows(sets)
     points = attach_dice(rows, read_dice_folds(args.dice)) if args.dice else []
     if args.dice and not points:
         raise UserError(f"{args.dice}: no fold matches the excitation files' (dataset, trainer, plans, "
                         "configuration, fold)")
+    paired = {(p["dataset"], p["model"], p["plans"], p["configuration"], p["fold"]) for p in points}
+    for s in sets:
+        if args.dice and (s.dataset, s.model, s.plans, s.configuration, s.fold) not in paired:
+            logger.warning("%s: no finished fold with a Dice in %s for its (dataset, trainer, plans, configuration, "
+                           "fold); left out of the IVI-Dice correlation", s.path, args.dice)
     with staged_output(args.output, COMMAND, inputs) as tmp:
         write_csv(tmp / "channels.csv", channel_rows(sets))
         write_csv(tmp / "variability.csv", rows)

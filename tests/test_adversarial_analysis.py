@@ -202,7 +202,7 @@ ROWS = [
     Row("dice-entry-short", command("responses", "root:exc/cse.npz", "--dice", "root:dice/entry_short.json", "-o",
                                     "root:out"), ("entry_short.json", "trainer, plans, configuration")),
     Row("dice-value-str", command("responses", "root:exc/cse.npz", "--dice", "root:dice/dice_str.json", "-o",
-                                  "root:out"), ("dice_str.json", "number or null")),
+                                  "root:out"), ("dice_str.json", "Dice in % (0-100) or null", "'high'")),
     Row("dice-other-plans", command("responses", "root:exc/cse.npz", "--dice", "root:dice/other_plans.json", "-o",
                                     "root:out"), ("other_plans.json", "no fold matches", "plans, configuration")),
     Row("dice-other-config", command("responses", "root:exc/cse.npz", "--dice", "root:dice/other_config.json", "-o",
@@ -291,12 +291,21 @@ def _set_paths(monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None], root
     for name, value in env.items():
         value = None if value is None else value.format(root=root)
         monkeypatch.setattr(nnunetv2.paths, name, value)
+        if value is None:  # the plugin reads the roots from the environment (nnunet_se.layout), nnU-Net at import
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
         if hasattr(paths_util, name):
             monkeypatch.setattr(paths_util, name, value)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_bad_input_is_one_line_and_changes_nothing(row: Row, tmp_path: Path, capsys, monkeypatch) -> None:
+    run_row(row, tmp_path, capsys, monkeypatch)
+
+
+def run_row(row: Row, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Build the workspace, run ``row``: one error line with its fragments, exit code, the workspace unchanged."""
     root = tmp_path / "ws"
     root.mkdir()
     workspace(root)
@@ -308,6 +317,179 @@ def test_bad_input_is_one_line_and_changes_nothing(row: Row, tmp_path: Path, cap
     line = assert_one_line_error(result, *row.fragments)
     assert result.code == row.code and "internal error" not in line, line
     assert tree_digest(root) == before
+
+
+# ---- excitations and responses, round 2: checkpoint contents, excitation ranges, Dice JSON values, joins -----------
+# Every value read from a file is checked where it enters (one line naming the file); a checkpoint is never unpickled
+# as code; a join on (dataset, trainer, plans, configuration, fold) refuses duplicated keys.
+
+SSE = "nnUNetTrainerPaperSSE"
+SSE_CKPT = f"results/{DATASET}/{SSE}__{MODEL}/fold_0/checkpoint_best.pth"
+
+
+class _RunsCode:
+    """Unpickling this creates ``path`` (a folder): a checkpoint holding it must be refused without unpickling."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+def _checkpoint(**changes) -> dict:
+    """An nnU-Net checkpoint of the SSE folder's fold 0, as nnU-Net writes its keys, with ``changes``."""
+    import torch
+
+    init = {"configuration": "2d", "fold": 0, "plans": {"plans_name": "nnUNetPlans"}}
+    good = {"trainer_name": SSE, "init_args": init, "network_weights": {"w": torch.zeros(1)},
+            "inference_allowed_mirroring_axes": None}
+    return {**good, **changes}
+
+
+def _with_checkpoint(payload: Callable[[Path], object]) -> Callable[[Path], None]:
+    """Setup: SSE fold 0 trained, its model folder with (dummy) dataset.json and plans.json, and ``payload(root)``
+    saved as the checkpoint (bytes as they are, anything else with ``torch.save``)."""
+    def setup(root: Path) -> None:
+        import torch
+
+        _preprocessed(root)
+        folder = root / "results" / DATASET / f"{SSE}__{MODEL}"
+        for name in ("dataset.json", "plans.json"):
+            (folder / name).write_text("{}")
+        value = payload(root)
+        if isinstance(value, bytes):
+            (root / SSE_CKPT).write_bytes(value)
+        else:
+            torch.save(value, root / SSE_CKPT)
+    return setup
+
+
+def _excitation_file(name: str, values: np.ndarray, **meta) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        side = {"dataset": DATASET, "trainer": "nnUNetTrainerPaperCSE", "plans": "nnUNetPlans", "configuration": "2d",
+                "fold": 0, **meta}
+        _npz(root / "exc" / f"{name}.npz", side, depth_1=values)
+    return setup
+
+
+def _dice_file(name: str, *folds: dict) -> Callable[[Path], None]:
+    """Setup: ``dice/<name>.json`` as ``table --format json`` writes it, one entry per ``folds`` change (JSON's
+    ``NaN`` / ``Infinity`` for non-finite floats, as Python's json module writes them)."""
+    def setup(root: Path) -> None:
+        base = {"dataset": DATASET, "trainer": "nnUNetTrainerPaperCSE", "plans": "nnUNetPlans", "configuration": "2d",
+                "fold": 0, "finished": True, "dice": 75.0}
+        (root / "dice" / f"{name}.json").write_text(json.dumps({"folds": [{**base, **f} for f in folds]}))
+    return setup
+
+
+def _fifo_beside(root: Path) -> None:
+    """A named pipe outside the workspace (the digest would block reading it): ``<root>/../fifo.json``."""
+    os.mkfifo(root.parent / "fifo.json")
+
+
+ROOTS = {"nnUNet_results": "{root}/results", "nnUNet_preprocessed": "{root}/pre"}
+EXC_SSE = command(*EXC, "-f", "0", "-o", "root:out")
+G = np.random.default_rng(1).uniform(0.2, 0.8, (CASES, CHANNELS))
+ROUND2_ROWS = [
+    # ---- excitations: the checkpoint's contents (read with weights_only, checked against its folder) ----
+    Row("exc-ckpt-other-trainer", EXC_SSE, ("checkpoint_best.pth", "trainer nnUNetTrainerPaperCSE", f"trainer {SSE}"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(trainer_name="nnUNetTrainerPaperCSE"))),
+    Row("exc-ckpt-other-configuration", EXC_SSE, ("checkpoint_best.pth", "configuration 3d_fullres",
+                                                  "configuration 2d"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(init_args={"configuration": "3d_fullres"}))),
+    Row("exc-ckpt-other-plans", EXC_SSE, ("checkpoint_best.pth", "plans nnUNetResEncUNetMPlans", "plans nnUNetPlans"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(init_args={
+            "configuration": "2d", "plans": {"plans_name": "nnUNetResEncUNetMPlans"}}))),
+    Row("exc-ckpt-other-fold", EXC_SSE, ("checkpoint_best.pth", "fold 1", "fold 0"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(init_args={"configuration": "2d", "fold": 1}))),
+    Row("exc-ckpt-pickled-module", EXC_SSE, ("checkpoint_best.pth", "Python objects other than tensors",
+                                             "torch.nn.modules.linear.Linear"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: __import__("torch").nn.Linear(2, 2))),
+    Row("exc-ckpt-code-not-run", EXC_SSE, ("checkpoint_best.pth", "Python objects other than tensors"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(logging=_RunsCode(str(r / "UNPICKLED"))))),
+    Row("exc-ckpt-not-a-dict", EXC_SSE, ("checkpoint_best.pth", "not an nnU-Net checkpoint"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: [1, 2])),
+    Row("exc-ckpt-weights-not-tensors", EXC_SSE, ("checkpoint_best.pth", "not an nnU-Net checkpoint"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(network_weights={"w": "text"}))),
+    Row("exc-ckpt-garbage", EXC_SSE, ("checkpoint_best.pth", "not a readable torch checkpoint"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: b"PK\x03\x04 not a torch file")),
+    Row("exc-ckpt-empty", EXC_SSE, ("checkpoint_best.pth", "empty file"), env=ROOTS,
+        setup=_with_checkpoint(lambda r: b"")),
+    Row("exc-plans-json-list", EXC_SSE, ("plans.json", "expected a JSON dict"), env=ROOTS,
+        setup=lambda r: (_with_checkpoint(lambda r: _checkpoint())(r),
+                         (r / "results" / DATASET / f"{SSE}__{MODEL}" / "plans.json").write_text("[]"))),
+    # ---- responses: excitation values and shapes ----
+    Row("responses-excitation-above-one", command("responses", "root:exc/above.npz", "-o", "root:out"),
+        ("above.npz", "outside [0, 1]", "max 1.5"), setup=_excitation_file("above", np.full((CASES, CHANNELS), 1.5))),
+    Row("responses-excitation-negative", command("responses", "root:exc/negative.npz", "-o", "root:out"),
+        ("negative.npz", "outside [0, 1]", "min -0.25"), setup=_excitation_file("negative", G - G.min() - 0.25)),
+    Row("pca-excitation-above-one", pca(files=("exc/above.npz",)), ("above.npz", "outside [0, 1]"),
+        setup=_excitation_file("above", np.full((CASES, CHANNELS), 1.5))),
+    # ---- responses: joins keyed on (dataset, trainer, plans, configuration, fold) ----
+    Row("responses-duplicate-key", command("responses", "root:exc/cse.npz", "root:exc/copy.npz", "-o", "root:out"),
+        ("copy.npz", "same (dataset, trainer, plans, configuration, fold)", "cse.npz"),
+        setup=_excitation_file("copy", G)),
+    Row("dice-duplicate-fold", command("responses", "root:exc/cse.npz", "--dice", "root:dice/twice.json", "-o",
+                                       "root:out"), ("twice.json: folds[1]", "same", "folds[0]"),
+        setup=_dice_file("twice", {}, {"dice": 60.0})),
+    # ---- responses: values of the Dice JSON (NaN and Infinity are JSON to Python's parser) ----
+    Row("dice-nan", command("responses", "root:exc/cse.npz", "--dice", "root:dice/nan.json", "-o", "root:out"),
+        ("nan.json", "folds[0].dice", "nan"), setup=_dice_file("nan", {"dice": float("nan")})),  # written as NaN
+    Row("dice-infinity", command("responses", "root:exc/cse.npz", "--dice", "root:dice/inf.json", "-o", "root:out"),
+        ("inf.json", "folds[0].dice", "inf"), setup=_dice_file("inf", {"dice": float("inf")})),
+    Row("dice-above-100", command("responses", "root:exc/cse.npz", "--dice", "root:dice/big.json", "-o", "root:out"),
+        ("big.json", "folds[0].dice", "100.5"), setup=_dice_file("big", {"dice": 100.5})),
+    Row("dice-negative", command("responses", "root:exc/cse.npz", "--dice", "root:dice/neg.json", "-o", "root:out"),
+        ("neg.json", "folds[0].dice", "-1"), setup=_dice_file("neg", {"dice": -1})),
+    Row("dice-finished-not-bool", command("responses", "root:exc/cse.npz", "--dice", "root:dice/fin.json", "-o",
+                                          "root:out"), ("fin.json", "folds[0].finished", "'yes'"),
+        setup=_dice_file("fin", {"finished": "yes"})),
+    Row("dice-named-pipe", lambda root: ["responses", str(root / "exc" / "cse.npz"), "--dice",
+                                         str(root.parent / "fifo.json"), "-o", str(root / "out")],
+        ("fifo.json", "not a regular file"), setup=_fifo_beside),
+]
+
+
+@pytest.mark.parametrize("row", ROUND2_ROWS, ids=[r.id for r in ROUND2_ROWS])
+def test_round2_values_and_joins_are_checked_where_they_enter(row: Row, tmp_path: Path, capsys, monkeypatch) -> None:
+    run_row(row, tmp_path, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize(("slack", "ok"), [(0, True), (-1, False)], ids=["at-the-bound", "one-byte-over"])
+def test_excitation_file_size_is_bounded_before_reading(tmp_path: Path, monkeypatch, slack: int, ok: bool) -> None:
+    """The arrays' declared (uncompressed) size is checked before any is decompressed: exactly the bound loads,
+    one byte more is refused naming the file."""
+    import zipfile
+
+    from nnunet_se.analysis import excitation_io
+
+    path = tmp_path / "g.npz"
+    _npz(path, depth_1=np.full((CASES, CHANNELS), 0.5))
+    with zipfile.ZipFile(path) as archive:
+        declared = sum(info.file_size for info in archive.infolist())  # the oracle: the zip's own headers
+    monkeypatch.setattr(excitation_io, "MAX_NPZ_BYTES", declared + slack)
+    if ok:
+        assert excitation_io.load_excitations(path).depths[1].shape == (CASES, CHANNELS)
+    else:
+        with pytest.raises(UserError, match=f"g.npz: declares {declared} bytes"):
+            excitation_io.load_excitations(path)
+
+
+@pytest.mark.parametrize(("low", "high", "ok"), [(0.0, 1.0, True), (-1e-6, 1.0, False), (0.0, 1.0 + 1e-6, False)],
+                         ids=["closed-interval", "just-below-0", "just-above-1"])
+def test_excitation_range_boundaries(tmp_path: Path, low: float, high: float, ok: bool) -> None:
+    """Both ends of [0, 1] are excitations (a saturated sigmoid); anything beyond is refused."""
+    from nnunet_se.analysis.excitation_io import load_excitations
+
+    path = tmp_path / "g.npz"
+    values = np.tile(np.array([low, high]), (CASES, 1))
+    _npz(path, depth_1=values)
+    if ok:
+        np.testing.assert_array_equal(load_excitations(path).depths[1], values)
+    else:
+        with pytest.raises(UserError, match="outside"):
+            load_excitations(path)
 
 
 # ---- the successful side: replaced whole, never merged; the inputs untouched ----------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -141,11 +142,22 @@ CASES = [
          ("the same path as --slurm-logs",)),
     Case("slurm-logs-below-a-file", (*SLURM, "--slurm-logs", "{tmp}/work/afile/logs"),
          ("--slurm-logs", "cannot create the folder", "Not a directory")),
+    Case("slurm-logs-backslash", (*SLURM, "--slurm-logs", "logs\\%j"), ("--slurm-logs", "backslash")),
+    # --- the plugin's environment controls, inherited by every job: checked once, by grid ----------------------
+    Case("seed-beyond-64-bits", GRID, ("NNUNET_SE_SEED=" + str(2**64), "from 0 to 4294967295"),
+         env={"NNUNET_SE_SEED": str(2**64)}),
+    Case("seed-beyond-32-bits", GRID, (f"NNUNET_SE_SEED={2**32}", "from 0 to 4294967295"),
+         env={"NNUNET_SE_SEED": str(2**32)}),
+    Case("seed-negative", GRID, ("NNUNET_SE_SEED=-1",), env={"NNUNET_SE_SEED": "-1"}),
+    Case("seed-huge-digits", GRID, ("NNUNET_SE_SEED=1111", "(5000 characters)", "not an integer"),
+         env={"NNUNET_SE_SEED": "1" * 5000}),
+    Case("seed-unicode-digits", GRID, ("NNUNET_SE_SEED=\u0661", "not an integer"), env={"NNUNET_SE_SEED": "\u0661"}),
+    Case("epochs-zero", GRID, ("NNUNET_SE_NUM_EPOCHS=0", ">= 1"), env={"NNUNET_SE_NUM_EPOCHS": "0"}),
     # --- environment and results ---------------------------------------------------------------------------
     Case("results-unset", GRID, ("nnUNet_results is not set",), env={"nnUNet_results": None}),
     Case("status-results-is-a-file", ("status",), ("nnUNet_results is not a folder",),
          env={"nnUNet_results": "{tmp}/work/afile"}),
-    Case("status-dice-infinite", ("status", "--datasets", "602"), ("foreground_mean.Dice is inf, not a Dice",)),
+    Case("status-dice-infinite", ("status", "--datasets", "602"), ("fold_0/validation/summary.json", "Infinity")),
     Case("status-plans-space", ("status", "-p", "a b"), ("-p 'a b'",)),
     Case("nothing-to-run", (*GRID, "--folds", "0", "--format", "sh"), ("nothing to run",)),
     Case("unknown-command", ("frobnicate",), ("unknown command 'frobnicate'",), code=2),
@@ -338,3 +350,135 @@ def test_two_grids_racing_for_one_output_leave_one_whole_script(world: Path) -> 
     header = output.read_text().splitlines()[1]
     assert header.endswith(("--folds 1-2 -o " + str(output), "--folds 3-4 -o " + str(output)))
     assert sorted(p.name for p in (world / "work").iterdir()) == ["afile", "run.sh"]
+
+
+# --- SLURM filename patterns: the log folder in the script is the one grid created --------------------------------
+
+_SLURM_PATTERN = re.compile(r"%(%|\d*[AaJjNnstux])")
+
+
+def slurm_expand(pattern: str, values: dict[str, str]) -> str:
+    """SLURM's filename-pattern expansion as sbatch(1) documents it ("filename pattern"): ``%%`` is ``%``, ``%j``,
+    ``%A``, ``%a``, ``%x``, ... (optionally zero-padded, ``%3a``) are replaced, and a backslash anywhere turns the
+    expansion off (the backslashes are dropped)."""
+    if "\\" in pattern:
+        return pattern.replace("\\", "")
+
+    def one(match: re.Match) -> str:
+        spec = match.group(1)
+        return "%" if spec == "%" else values[spec[-1]].zfill(int(spec[:-1] or 0))
+
+    return _SLURM_PATTERN.sub(one, pattern)
+
+
+@pytest.mark.parametrize("logs", ["logs_%j", "100%", "a%%b", "%x_%A_%a", "plain"])
+def test_slurm_log_folder_survives_slurms_pattern_expansion(world: Path, capsys: pytest.CaptureFixture[str],
+                                                           logs: str) -> None:
+    """``--slurm-logs`` is a folder name, taken literally: grid creates exactly that folder and writes ``--output``
+    so that SLURM's expansion of it names a file in that folder (``%`` doubled); nothing else is created."""
+    script = world / "work" / "run.sbatch"
+    result = call_main(cli_main, [*SLURM, "--folds", "1-2", "--slurm-logs", logs, "-o", str(script)], capsys)
+    assert result.code == 0, result.stderr
+    output = next(line for line in script.read_text().splitlines() if line.startswith("#SBATCH --output="))
+    expanded = slurm_expand(output.removeprefix("#SBATCH --output="), {"j": "77", "A": "77", "a": "1", "x": "nnunet-se",
+                                                                       "J": "77.0", "u": "me", "N": "n1", "n": "0",
+                                                                       "s": "0", "t": "0"})
+    folder = world / "work" / logs
+    assert folder.is_dir()
+    assert expanded == f"{folder}/nnunet-se_77_1.log"
+    assert sorted(p.name for p in (world / "work").iterdir()) == sorted(["afile", "run.sbatch", logs])
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [("a%%j", "a%j"), ("a%j", "a77"), ("%3a", "001"),
+                                                   ("a\\%j", "a%j")])
+def test_slurm_expand_oracle_follows_the_documented_rules(pattern: str, expected: str) -> None:
+    assert slurm_expand(pattern, {"j": "77", "a": "1"}) == expected
+
+
+# --- NNUNET_SE_SEED: the range of what it seeds -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0", 0), (str(2**32 - 1), 2**32 - 1), ("+7", 7),  # both ends of 0..2**32 - 1 (NumPy's legacy seed range)
+    (str(2**32), "from 0 to 4294967295"), (str(2**64), "from 0 to 4294967295"), ("-1", "from 0 to 4294967295"),
+    ("1" * 5000, "(5000 characters)"), ("\u0661", "not an integer"), ("1e3", "not an integer"), ("0x10", "not an"),
+])
+def test_seed_variable_range(monkeypatch: pytest.MonkeyPatch, value: str, expected: int | str) -> None:
+    from nnunet_se.cli_options import MAX_SEED
+    from nnunet_se.trainers.base import ENV_SEED, env_int
+
+    monkeypatch.setenv(ENV_SEED, value)
+    if isinstance(expected, int):
+        assert env_int(ENV_SEED, 0, MAX_SEED) == expected
+    else:
+        with pytest.raises(ValueError, match=re.escape(expected)) as info:
+            env_int(ENV_SEED, 0, MAX_SEED)
+        assert str(info.value).startswith(f"{ENV_SEED}=") and "\n" not in str(info.value)
+
+
+def test_largest_seed_seeds_every_generator_unchanged() -> None:
+    """At the top of the range NumPy and torch get the seed itself (no wrap-around that would make two seeds
+    collide): NumPy's stream equals a RandomState seeded independently, torch reports the seed."""
+    import numpy as np
+    import torch
+
+    from nnunet_se.cli_options import MAX_SEED
+    from nnunet_se.trainers.base import seed_everything
+
+    seed_everything(MAX_SEED)
+    assert np.random.random() == np.random.RandomState(MAX_SEED).random()
+    assert torch.initial_seed() == MAX_SEED
+
+
+# --- demo: the output it replaces never holds a source or foreign files ----------------------------------------
+
+def _previous_demo(root: Path) -> Path:
+    """An earlier demo output with a user's source folder converted from inside it."""
+    from nnunet_se.workflow.demo import MARKER
+
+    out = root / "demo"
+    (out / "nnUNet_raw" / "kvasir").mkdir(parents=True)
+    (out / "nnUNet_raw" / "kvasir" / "image.jpg").write_bytes(b"source image")
+    (out / MARKER).write_text("nnunet-se demo output; safe to delete\n")
+    (out / "report.md").write_text("old report")
+    return out
+
+
+DEMO_CASES = [
+    ("source-inside-output", ("--source", "{tmp}/demo/nnUNet_raw/kvasir", "--source-kind", "kvasir"),
+     ("--source", "nnUNet_raw/kvasir", "lies inside the demo output")),
+    ("source-is-output", ("--source", "{tmp}/demo", "--source-kind", "kvasir"), ("lies inside the demo output",)),
+    ("output-inside-source", ("-o", "{tmp}/demo/nnUNet_raw/kvasir/out", "--source", "{tmp}/demo/nnUNet_raw/kvasir",
+                              "--source-kind", "kvasir"), ("contains the demo output",)),
+    ("foreign-file-in-output", ("--profile", "quick"), ("demo/notes.txt: not written by the demo",)),
+    ("source-in-foreign-folder-of-output", ("--source", "{tmp}/demo/data/kvasir", "--source-kind", "kvasir"),
+     ("demo/data: not written by the demo",)),
+]
+
+
+@pytest.mark.parametrize(("name", "argv", "fragments"), DEMO_CASES, ids=[c[0] for c in DEMO_CASES])
+def test_demo_never_deletes_a_source_or_foreign_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch, name: str,
+                                                    argv: tuple[str, ...], fragments: tuple[str, ...]) -> None:
+    out = _previous_demo(tmp_path)
+    if name == "foreign-file-in-output":
+        (out / "notes.txt").write_text("the user's notes")
+    if name == "source-in-foreign-folder-of-output":
+        (out / "data" / "kvasir").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    before = tree_digest(tmp_path)
+    args = ["demo", *(["-o", str(out)] if "-o" not in argv else []), *(a.replace("{tmp}", str(tmp_path)) for a in argv)]
+    result = call_main(cli_main, args, capsys)
+    assert result.code == 1
+    assert_one_line_error(result, *fragments)
+    assert tree_digest(tmp_path) == before
+
+
+def test_demo_output_of_its_own_files_may_be_replaced(tmp_path: Path) -> None:
+    """The other side: a previous output holding only what the demo writes is accepted, with a source elsewhere."""
+    from nnunet_se.workflow.demo import check_output
+
+    out = _previous_demo(tmp_path)
+    source = tmp_path / "kvasir"
+    source.mkdir()
+    check_output(out, source)
+    check_output(tmp_path / "new", None)

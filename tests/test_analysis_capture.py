@@ -6,6 +6,9 @@ x * g, so g = output / input of the inserted module, measured here with hooks on
 
 from __future__ import annotations
 
+import os
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -133,6 +136,10 @@ def test_excitations_cli_without_model_is_one_line(tmp_path, capsys, monkeypatch
     results = str(tmp_path / "results") if results_set else None
     monkeypatch.setattr(nnunetv2.paths, "nnUNet_results", results)
     monkeypatch.setattr(paths_util, "nnUNet_results", results)
+    if results is None:  # the plugin reads nnU-Net's folders from the environment
+        monkeypatch.delenv("nnUNet_results", raising=False)
+    else:
+        monkeypatch.setenv("nnUNet_results", results)
     out = tmp_path / "exc"
     argv = ["excitations", "-d", "Dataset999_Nope", "-tr", "nnUNetTrainerCSE", "-f", "0", "--device", "cpu",
             "-o", str(out)]
@@ -144,3 +151,71 @@ def test_excitations_cli_without_model_is_one_line(tmp_path, capsys, monkeypatch
     else:
         assert "nnUNet_results is not set" in err[0]
     assert not out.exists()
+
+
+# ---- raw images for --cases FOLDER: the converter's decoding rules --------------------------------------------------
+
+RGB = np.random.default_rng(7).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+GREY = RGB[..., 0]
+
+
+def _natural_plans():
+    """The one attribute of nnU-Net's PlansManager that read_raw_case uses, for a 2-D PNG dataset."""
+    from types import SimpleNamespace
+
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+
+    return SimpleNamespace(image_reader_writer_class=NaturalImage2DIO)
+
+
+def _png(path, array: np.ndarray, mode: str | None = None) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(array)
+    (image.convert(mode) if mode else image).save(path)
+
+
+def _palette_png(path, rgb: np.ndarray) -> None:
+    """A palette PNG holding exactly the colours of ``rgb`` (one palette entry per pixel: 30 <= 256)."""
+    from PIL import Image
+
+    image = Image.fromarray(np.arange(rgb.shape[0] * rgb.shape[1], dtype=np.uint8).reshape(rgb.shape[:2]), "P")
+    image.putpalette(rgb.reshape(-1).tolist())
+    image.save(path)
+
+
+# (name, writes the file, model channels, expected (C, H, W) or an error fragment). Oracles: grey is replicated to
+# RGB; opaque alpha and a palette of the same colours give the RGB pixels; 16-bit grey v becomes round(v * 255 /
+# 65535); a one-channel model gets ITU-R 601 luma, which for a grey image is the grey itself.
+RAW_CASES = [
+    ("rgb", lambda p: _png(p, RGB), 3, RGB.transpose(2, 0, 1)),
+    ("grey", lambda p: _png(p, GREY), 3, np.stack([GREY] * 3)),
+    ("rgba-opaque", lambda p: _png(p, np.dstack([RGB, np.full(GREY.shape, 255, np.uint8)])), 3, RGB.transpose(2, 0, 1)),
+    ("grey-alpha-opaque", lambda p: _png(p, np.dstack([GREY, np.full(GREY.shape, 255, np.uint8)]), "LA"), 3,
+     np.stack([GREY] * 3)),
+    ("palette", lambda p: _palette_png(p, RGB), 3, RGB.transpose(2, 0, 1)),
+    ("grey-16bit", lambda p: _png(p, (GREY.astype(np.uint16) * 257)), 3, np.stack([GREY] * 3)),
+    ("grey-for-one-channel-model", lambda p: _png(p, GREY), 1, GREY[None]),
+    ("rgba-transparent", lambda p: _png(p, np.dstack([RGB, np.where(GREY > 128, 255, 0).astype(np.uint8)])), 3,
+     "transparent pixels"),
+    ("not-an-image", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n not really"), 3, "corrupt or truncated"),
+    ("named-pipe", lambda p: os.mkfifo(p), 3, "not a regular file"),
+    ("four-channel-model", lambda p: _png(p, RGB), 4, "3 channel(s), but the model takes 4"),
+]
+
+
+@pytest.mark.parametrize(("name", "write", "channels", "expected"), RAW_CASES, ids=[c[0] for c in RAW_CASES])
+def test_raw_case_is_decoded_as_the_converter_does(tmp_path, name, write, channels, expected) -> None:
+    from nnunet_se.analysis.excitations import read_raw_case
+
+    path = tmp_path / "case_0000.png"
+    write(path)
+    if isinstance(expected, str):
+        with pytest.raises(UserError, match=re.escape(expected)) as info:
+            read_raw_case([path], _natural_plans(), channels)
+        assert str(path) in str(info.value)
+        return
+    image, properties = read_raw_case([path], _natural_plans(), channels)
+    assert image.dtype == np.float32 and image.shape == (channels, 1, *GREY.shape)
+    np.testing.assert_array_equal(image[:, 0], expected.astype(np.float32))  # exact: 8-bit values, no resampling
+    assert properties == {"spacing": (999, 1, 1)}  # what nnU-Net's NaturalImage2DIO reports

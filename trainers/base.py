@@ -19,8 +19,9 @@ module tree. Subclasses with their own backbone override :meth:`build_backbone`.
 Environment controls (all plugin trainers; unset means nnU-Net's own behaviour):
 ``NNUNET_SE_NUM_EPOCHS`` (epochs), ``NNUNET_SE_NUM_ITERATIONS`` (train iterations per epoch, and val iterations
 where ``env_iterations_cover_validation``),
-``NNUNET_SE_SEED`` (seeds Python, NumPy and torch when the trainer is created and again before the data loaders
-are built).
+``NNUNET_SE_SEED`` (0..2**32 - 1, the range of ``--seed``; seeds Python, NumPy and torch when the trainer is created
+and again before the data loaders are built). A value out of range stops the trainer's creation with a ValueError
+naming the variable.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
+from nnunet_se.cli_options import MAX_SEED
+from nnunet_se.errors import shown
 from nnunet_se.injection import inject_recalibration
 from nnunet_se.no_skip import remove_skip_connections
 
@@ -46,24 +49,27 @@ STOCK_TRAINER = nnUNetTrainer.__name__  # nnU-Net's own trainer: baseline of the
 STOCK_TABLE_ROW = "U-Net"  # its Table I row (the registry lists it with these facts: it has no plugin class)
 
 
-def env_int(name: str, minimum: int) -> int | None:
-    """Integer value of environment variable ``name`` (``None`` when unset or empty); ValueError if invalid."""
+def env_int(name: str, minimum: int, maximum: int | None = None) -> int | None:
+    """Integer value of environment variable ``name`` (``None`` when unset or empty); a ValueError naming the
+    variable if it is not a decimal integer in ``minimum..maximum``."""
     value = os.environ.get(name, "").strip()
     if not value:
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not an integer") from None
-    if number < minimum:
-        raise ValueError(f"{name}={number} must be >= {minimum}")
+    if not value.isascii() or not value.lstrip("+-").isdigit() or len(value) > 20:  # no int() of 5000 digits
+        raise ValueError(f"{name}={shown(value)} is not an integer" + (
+            f" from {minimum} to {maximum}" if maximum is not None else ""))
+    number = int(value)
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name}={number} must be {bound}")
     return number
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global RNG and torch (CPU and CUDA)."""
+    """Seed Python's ``random``, NumPy's global RNG and torch (CPU and CUDA); ``seed`` in 0..``MAX_SEED`` (NumPy's
+    legacy seed range, so every generator gets the same seed)."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
 
 
@@ -83,7 +89,7 @@ class RecalibrationTrainer(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = NNUNET_DEFAULT_DEVICE):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.seed = env_int(ENV_SEED, 0)
+        self.seed = env_int(ENV_SEED, 0, MAX_SEED)
         if self.seed is not None:
             seed_everything(self.seed)
         self.apply_schedule_overrides()

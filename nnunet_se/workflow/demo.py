@@ -31,13 +31,30 @@ DATASET_ID = 999
 DATASET_NAME = "NnunetSeDemo"
 MARKER = ".nnunet-se-demo"
 SOURCES = ("kvasir", "busi", "isic2018")
-def check_output(out: Path) -> None:
-    """``out`` may be new, empty or a previous demo output (marker file); anything else is refused."""
+OUTPUT_ENTRIES = frozenset({MARKER, "nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "trainers", "logs",
+                            "predictions", "analysis", "figures", "report.md"})
+"""Everything the demo writes at the top of ``-o``: a rerun deletes the old output, so it must hold nothing else."""
+
+
+def check_output(out: Path, source: Path | None = None) -> None:
+    """``out`` may be new, empty or a previous demo output (marker file) holding only :data:`OUTPUT_ENTRIES`; it
+    must not contain ``source`` nor lie inside it (the rerun deletes ``out``, the conversion reads ``source``)."""
     if out.exists():
         if not out.is_dir():
             raise UserError(f"{out}: exists and is not a folder")
-        if any(out.iterdir()) and not (out / MARKER).is_file():
+        entries = sorted(p.name for p in out.iterdir())
+        if entries and not (out / MARKER).is_file():
             raise UserError(f"{out}: exists and is not a demo output; choose another -o/--output or remove it")
+        foreign = [name for name in entries if name not in OUTPUT_ENTRIES]
+        if foreign:
+            raise UserError(f"{out / foreign[0]}: not written by the demo, but inside its output, which a rerun "
+                            "replaces whole; move it out or choose another -o/--output")
+    if source is not None:
+        src, target = source.resolve(), out.resolve()
+        if src.is_relative_to(target) or target.is_relative_to(src):
+            what = (f"lies inside the demo output {out}, which the demo deletes and rewrites" if
+                    src.is_relative_to(target) else f"contains the demo output {out}: the demo would write into it")
+            raise UserError(f"--source {source}: {what}; give the demo another -o/--output")
 
 
 def prepare_output(out: Path) -> None:
@@ -71,7 +88,7 @@ def check_args(args: argparse.Namespace) -> Profile:
         raise UserError("--source and --source-kind go together (e.g. --source ~/Kvasir-SEG --source-kind kvasir)")
     if args.source is not None and not args.source.exists():
         raise UserError(f"{args.source}: no such file or folder (--source)")
-    check_output(args.output)
+    check_output(args.output, args.source)
     profile = PROFILES[args.profile]
     for name in ("epochs", "iterations"):
         value = getattr(args, name)
@@ -108,7 +125,8 @@ def plan(pipeline: Pipeline) -> None:
     """nnU-Net's planning; on the CPU one worker each (a 60-case 32x32 set: 26 s instead of 31 s with two)."""
     workers = ["-np", "1", "-npfp", "1"] if pipeline.device == "cpu" else []
     with pipeline.stage("plan and preprocess (nnUNetv2_plan_and_preprocess)") as record:
-        # nnUNet_n_proc_DA must not be 0 while planning (nnunet_integration.md §6): set it to 1 here
+        # nnUNet_n_proc_DA must not be 0 while planning: nnU-Net 2.8's VRAM estimate calls
+        # torch.set_num_threads(get_allowed_n_proc_DA()), which refuses 0; set it to 1 here
         pipeline.run(record, ["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION, *workers],
                      "plan", nnUNet_n_proc_DA="1")
 

@@ -98,6 +98,20 @@ def write_output(text: str, output: Path | None, executable: bool) -> None:
         raise UserError(f"{output}: cannot write ({exc.strerror})") from exc
 
 
+def check_environment() -> None:
+    """The plugin's environment controls that every job's trainer reads (the jobs inherit this environment):
+    checked now, so a bad value is one line here instead of a traceback in every job."""
+    from nnunet_se.cli_options import MAX_SEED
+    from nnunet_se.trainers.base import ENV_EPOCHS, ENV_ITERATIONS, ENV_SEED, env_int
+
+    try:
+        env_int(ENV_SEED, 0, MAX_SEED)
+        env_int(ENV_EPOCHS, 1)
+        env_int(ENV_ITERATIONS, 1)
+    except ValueError as exc:
+        raise UserError(f"{exc} (in this environment, which every job inherits)") from exc
+
+
 def main(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     args.argv = argv
@@ -114,6 +128,7 @@ def main(argv: list[str], prog: str) -> int:
     from nnunet_se.trainer_registry import expand_trainers  # imports the trainers (about 4 s): after the cheap checks
 
     trainers = expand_trainers(args.trainers, "-tr/--trainers")
+    check_environment()
     jobs = build_manifest(datasets, trainers, {d: folds for d, (folds, _) in resolved.items()}, args.configuration,
                           args.plans)
     states = [fold_state(job.fold_folder(roots["nnUNet_results"])) for job in jobs]

@@ -136,7 +136,7 @@ def render_script(jobs: Sequence[Job], args: argparse.Namespace, environ: dict[s
     directives = [
         f"--job-name={args.slurm_job_name}",
         f"--array=0-{len(jobs) - 1}%{args.slurm_max_parallel}",
-        f"--output={log_dir}/%x_%A_%a.log",
+        f"--output={slurm_filename(str(log_dir))}/%x_%A_%a.log",
         f"--time={args.slurm_time}",
         f"--cpus-per-task={args.slurm_cpus}",
         "--requeue",
@@ -150,6 +150,13 @@ def render_script(jobs: Sequence[Job], args: argparse.Namespace, environ: dict[s
     directives += args.slurm_extra
     header += [f"#SBATCH {d}" for d in directives]
     return "\n".join(header) + "\n" + prelude + "\n" + _SLURM_BODY.format(cpus=args.slurm_cpus)
+
+
+def slurm_filename(path: str) -> str:
+    """``path`` for an sbatch filename pattern: every ``%`` doubled, so SLURM's expansion (``%%`` -> ``%``, ``%j``
+    -> the job id, ...) gives back exactly ``path``, the folder the grid created. A backslash would switch the
+    expansion off altogether (and with it the grid's own ``%x_%A_%a``), so :func:`check_slurm_args` refuses it."""
+    return path.replace("%", "%%")
 
 
 def check_slurm_args(args: argparse.Namespace) -> None:
@@ -174,6 +181,9 @@ def check_slurm_args(args: argparse.Namespace) -> None:
     if not str(logs.resolve()).isprintable() or re.search(r"\s", str(logs.resolve())):
         raise UserError(f"--slurm-logs {shown(args.slurm_logs)}: sbatch directives cannot contain spaces or line "
                         "breaks")
+    if "\\" in str(logs.resolve()):
+        raise UserError(f"--slurm-logs {shown(args.slurm_logs)}: a backslash turns off sbatch's %-patterns in the "
+                        "log file names; choose a folder without one")
     if logs.exists() and not logs.is_dir():
         raise UserError(f"--slurm-logs {logs}: exists and is not a folder")
     if args.output is not None and args.output.resolve() == logs.resolve():
