@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -224,7 +225,7 @@ class DatasetLock:
             log.warning("no fcntl on this system: concurrent conversions of id %d are not detected", self.dataset_id)
             return
         for _ in range(5):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -245,6 +246,22 @@ class DatasetLock:
                 return
             os.close(fd)
         raise UserError(f"{self.path}: could not take the lock for dataset id {self.dataset_id}; try again")
+
+    def _open(self) -> int:
+        """The lock file, created if missing; never through a symbolic link and only a regular file (anything else
+        in its place belongs to someone else and is refused, not truncated)."""
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if self.path.is_symlink():
+                raise UserError(f"{self.path}: the lock file is a symbolic link; remove it (it is not the "
+                                "converter's)") from exc
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserError(f"{self.path}: the lock file is not a regular file; remove it (it is not the converter's)")
+        return fd
 
     def release(self) -> None:
         """Remove the lock file, then unlock (a waiting opener then sees a fresh file, see :meth:`acquire`)."""

@@ -293,6 +293,12 @@ SWEEP = [
         lambda ws: (shutil.move(_kv(ws, "masks"), ws.pre / "kept.jpg"),
                     _kv(ws, "masks").symlink_to(ws.pre / "kept.jpg"), ws.args())[-1],
         fragments=("kept.jpg", "the source lies inside --preprocessed-dir")),
+    Row("lock file is a symbolic link to a file of the user",
+        lambda ws: ((ws.other / "mine.txt").write_text("keep me"),
+                    (ws.raw / f".nnunet-se-lock-{ID}").symlink_to(ws.other / "mine.txt"), ws.args())[-1],
+        fragments=(f".nnunet-se-lock-{ID}", "is a symbolic link")),
+    Row("lock file is a named pipe", lambda ws: (os.mkfifo(ws.raw / f".nnunet-se-lock-{ID}"), ws.args())[-1],
+        fragments=(f".nnunet-se-lock-{ID}", "not a regular file")),
     # --- hang: only regular files are opened as data ---
     Row("named pipe named like an archive in a source folder",
         lambda ws: (os.mkfifo(ws.src / "extra.zip"), ws.args())[-1],
@@ -362,6 +368,12 @@ SWEEP = [
         check=lambda ws: len(json.loads((ws.pre / "Dataset621_KvasirSEG" / "splits_final.json").read_text())) == 4),
     Row("default 10 folds with 4 cases", lambda ws: _no_folds(ws.args()),
         fragments=("--splits paper (10 folds)", "more folds than the 4 training cases")),
+    Row("--include-normal with kvasir", lambda ws: ws.args("--include-normal"),
+        fragments=("--include-normal only applies to busi",)),
+    Row("--n-folds with --splits nnunet", lambda ws: ws.args("--splits", "nnunet"),
+        fragments=("--n-folds has no effect with --splits nnunet",)),
+    Row("--n-folds 4 with --splits authors", lambda ws: ws.args("--splits", "authors", "--n-folds", "4"),
+        fragments=("--splits authors", "not --n-folds 4")),
     Row("--seed with --splits nnunet", lambda ws: _no_folds(ws.args("--splits", "nnunet", "--seed", "7")),
         fragments=("--seed 7", "no effect with --splits nnunet")),
     Row("--seed 42 with --splits nnunet", lambda ws: _no_folds(ws.args("--splits", "nnunet", "--seed", "42")),
@@ -625,7 +637,8 @@ def test_two_conversions_of_one_id_at_once(overwrite: bool, tmp_path: Path, caps
     big = _kvasir(ws.other / "big", n=6)
     monkeypatch.setenv("nnUNet_results", str(ws.results))
     ready = ws.tmp / "ready"
-    first = start_paused(ready, "hold", ws.args("--size", "native", source=big))
+    # --splits nnunet: the first process never imports scikit-learn (seconds of start-up in a fresh process)
+    first = start_paused(ready, "hold", _no_folds(ws.args("--size", "native", "--splits", "nnunet", source=big)))
     try:
         wait_until_ready(first, ready)
         assert (ws.raw / f".nnunet-se-lock-{ID}").read_text().strip() == str(first.pid)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import struct
 import zlib
 from fractions import Fraction
@@ -260,3 +262,45 @@ def test_16bit_rgb_png_keeps_the_high_byte_and_is_noted() -> None:
     decoded = decode_image(png, "rgb16.png", None)
     assert np.asarray(decoded.image).tolist() == [[[0x12, 0xFF, 0x00], [0x80, 0x00, 0x7F]]]
     assert decoded.notes == ["16-bit RGB reduced to 8-bit (high byte, as Pillow reads it)"]
+
+
+_HEADER = "case_id,subset,class,source_image,source_masks,original_size,duplicate_group,notes\n"
+_ROW = "a,train,benign,x.png,x_mask.png,8x8,,\n"
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+# (case, how nnunet_se_cases.csv is made: text or a function of its path, expected refusal or None)
+CASE_TABLES = [
+    ("as written", _HEADER + _ROW + "b,test,,y.png,,8x8,dup_001,grey replicated to RGB\n", None),
+    ("a column missing", _HEADER.replace(",duplicate_group", "") + "a,train,benign,x.png,x_mask.png,8x8,\n",
+     "columns duplicate_group are missing"),
+    ("a case listed twice", _HEADER + _ROW + _ROW, "line 3: case a is listed twice"),
+    ("an empty case id", _HEADER + ",train,,x.png,,8x8,,\n", "line 2: an empty case id"),
+    ("a row with too many fields", _HEADER + "a,train,,x.png,,8x8,,,extra\n", "wrong number of fields"),
+    ("a row with too few fields", _HEADER + "a,train\n", "wrong number of fields"),
+    ("not UTF-8", (_HEADER + "\xe9,train,,x.png,,8x8,,\n").encode("latin-1"), "unreadable case table"),
+    ("a named pipe", _fifo, "not a regular file (a named pipe)"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "error"), CASE_TABLES, ids=[c[0] for c in CASE_TABLES])
+def test_case_table_is_checked_where_it_is_read(name: str, content: object, error: str | None, tmp_path: Path) -> None:
+    """``read_case_table`` (used by the trainers) refuses a damaged table in one line naming it, without blocking."""
+    path = tmp_path / "nnunet_se_cases.csv"
+    if callable(content):
+        content(path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    if error is None:
+        table = read_case_table(tmp_path)
+        assert list(table) == ["a", "b"] and table["b"]["duplicate_group"] == "dup_001"
+        assert table["a"]["class"] == "benign" and table["b"]["notes"] == "grey replicated to RGB"
+    else:
+        with pytest.raises(UserError, match=re.escape(error)) as err:
+            read_case_table(tmp_path)
+        assert str(path) in str(err.value)
