@@ -113,6 +113,21 @@ def test_keras_initialisation(name: str) -> None:
     assert not convs[-1].bias.any()
 
 
+@pytest.mark.parametrize(
+    "norm, kind, eps, momentum",
+    [  # Keras BatchNormalization defaults (epsilon 1e-3, momentum 0.99 = PyTorch's 0.01); nnU-Net's InstanceNorm
+        ("batch", nn.BatchNorm2d, 1e-3, 0.01),
+        ("instance", nn.InstanceNorm2d, 1e-5, 0.1),
+    ],
+)
+def test_conv_norm_variants_use_the_reference_constants(norm: str, kind: type, eps: float, momentum: float) -> None:
+    """Every conv of the with_bn variants is followed by the named norm, affine, with the reference eps/momentum."""
+    net = build_paper_unet(3, 2, conv_norm=norm)
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    assert len(norms) == 14 and all(type(m) is kind for m in norms)  # 8 encoder + 6 decoder 3x3 convs
+    assert all(m.eps == eps and m.momentum == momentum and m.affine for m in norms)
+
+
 def test_decoder_upsamples_bilinearly_without_learned_upsampling() -> None:
     net = build_paper_unet(3, 2)
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
