@@ -4,17 +4,23 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.nnunet-se-installed
+# Strict editable install (setuptools' editable_mode=strict): build/__editable__*/nnunet_se/ is a tree of links to
+# the source files that editors and type checkers resolve like any package (docs/install.md). A new or removed
+# module file needs a re-install, so the stamp's name carries a checksum of the list of module files.
+MODULE_FILES_ID := $(shell find nnunet_se conversion trainers analysis -name '*.py' -not -path '*/__pycache__/*' \
+	| LC_ALL=C sort | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.nnunet-se-installed-$(MODULE_FILES_ID)
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv test lint demo bench clean-venv
+.PHONY: venv test lint demo bench wheel-check clean-venv
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
-	$(BIN)/python -m pip install -q -e '.[dev]' $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e '.[dev]' $(TORCH_PINS) --config-settings editable_mode=strict
+	rm -f $(VENV)/.nnunet-se-installed*
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -25,6 +31,9 @@ test: lint
 
 demo: $(STAMP)
 	$(BIN)/nnunet-se demo
+
+wheel-check: $(STAMP)
+	bash .ci/wheel_check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/module_overhead.py

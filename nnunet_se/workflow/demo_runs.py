@@ -76,7 +76,7 @@ class Pipeline:
             "NNUNET_SE_SEED": str(seed),
             "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
         }
-        if device == "cpu":  # 2-core friendly: no worker pools (nnunet_integration.md §6)
+        if device == "cpu":  # 2-core friendly: no worker pools (docs/demo.md, "CPU settings")
             self.env["nnUNet_def_n_proc"] = "1"
             # OpenMP threads that wait sleep instead of spinning: on a busy machine spinning made torch 3-5x slower
             self.env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
