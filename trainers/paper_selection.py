@@ -27,7 +27,11 @@ class _StopTraining(Exception):
 
 
 class BestEarlyStoppingCheckpoint:
-    """nnUNetTrainer mixin (list it first among the bases): best-ES-loss checkpoint, early stop, resumable state."""
+    """nnUNetTrainer mixin: best-ES-loss checkpoint, early stop, resumable state.
+
+    List it before the nnUNetTrainer subclass among the bases (its methods override nnUNetTrainer's and call them
+    through ``super()``); its order among the other paper mixins does not matter, as they override other methods.
+    """
 
     def _plain_network(self) -> nn.Module:
         net = self.network.module if self.is_ddp else self.network
