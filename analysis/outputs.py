@@ -7,7 +7,9 @@
   existing folder is only replaced when it is empty or carries the marker of the same subcommand, so a mistyped
   ``-o`` cannot delete unrelated files. A subcommand may also record an identity (``excitations``: the dataset,
   trainer, plans, configuration and folds); a folder holding another identity is refused too, so a second
-  trainer's capture cannot wipe the first one's by sharing a folder.
+  trainer's capture cannot wipe the first one's by sharing a folder. The marker also lists every file the command
+  wrote; a folder holding anything else (a file the user added later) is refused, so a rerun deletes only what an
+  earlier run wrote.
 - **Files** (``table -o``, ``table --cases-csv``) are written to a temporary sibling and renamed over the target.
 - Both refuse a target that is, or (for folders) contains, one of the command's inputs, and a target that is a
   symbolic link. Missing parent folders are created.
@@ -83,6 +85,17 @@ def check_output_folder(out: Path, command: str, inputs: Sequence[Path] = (), id
             raise UserError(f"{out}: -o holds the output of another run ({_describe(old) if old else 'unknown'}); "
                             f"outputs are replaced whole, never merged: give this run ({_describe(identity)}) its "
                             "own folder")
+        recorded = marker.get("files")  # None: a marker of an earlier version, without the list
+        foreign = [] if not isinstance(recorded, list) else sorted(set(_written(out)) - set(recorded) - {MARKER})
+        if foreign:
+            raise UserError(f"{out / foreign[0]}: not written by `{command}`, but inside its -o folder, which this "
+                            "run replaces whole; move it out or choose another folder")
+
+
+def _written(folder: Path) -> list[str]:
+    """Every file and link below ``folder`` (POSIX paths relative to it; folders are not listed, links not
+    followed)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_symlink() or not p.is_dir())
 
 
 def _make_parent(path: Path) -> None:
@@ -107,7 +120,8 @@ def staged_output(out: str | Path, command: str, inputs: Sequence[Path] = (),
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the output gets the usual permissions
     try:
         yield tmp
-        (tmp / MARKER).write_text(json.dumps({"command": command, "identity": identity}) + "\n")
+        marker = {"command": command, "identity": identity, "files": _written(tmp)}
+        (tmp / MARKER).write_text(json.dumps(marker) + "\n")
         check_output_folder(out, command, inputs, identity)
         _swap_in(tmp, out)
     finally:

@@ -492,6 +492,27 @@ def test_excitation_range_boundaries(tmp_path: Path, low: float, high: float, ok
             load_excitations(path)
 
 
+@pytest.mark.parametrize("added", [None, "notes.txt", "sub/notes.txt"], ids=["own-files-only", "user-file",
+                                                                              "user-file-in-subfolder"])
+def test_rerun_deletes_only_what_an_earlier_run_wrote(tmp_path: Path, capsys, added: str | None) -> None:
+    """The marker lists the files a run wrote: a rerun replaces a folder holding only those, and refuses (one line
+    naming the file, folder unchanged) one where the user has added a file since."""
+    workspace(tmp_path)
+    out = tmp_path / "resp"
+    argv = ["responses", str(tmp_path / "exc" / "cse.npz"), "-o", str(out)]
+    assert call_main(cli.main, argv, capsys).code == 0
+    if added:
+        (out / added).parent.mkdir(exist_ok=True)
+        (out / added).write_text("the user's")
+    before = tree_digest(out)
+    result = call_main(cli.main, argv, capsys)
+    if added is None:
+        assert result.code == 0, result.stderr
+    else:
+        assert_one_line_error(result, f"{out / added}: not written by `nnunet-se-analyze responses`")
+        assert tree_digest(out) == before
+
+
 # ---- the successful side: replaced whole, never merged; the inputs untouched ----------------------------------------
 
 def test_rerun_replaces_the_output_folder_whole(tmp_path: Path, capsys) -> None:
@@ -513,6 +534,8 @@ def test_pca_rerun_drops_files_of_the_earlier_run(tmp_path: Path, capsys) -> Non
     argv = ["pca", str(tmp_path / "exc" / "cse.npz"), "--n-boot", "0", "-o", str(out)]
     assert call_main(cli.main, argv, capsys).code == 0
     (out / "stale_from_an_old_version.png").write_bytes(b"stale")
+    marker = json.loads((out / MARKER).read_text())  # a file the earlier run wrote (listed), this one does not
+    (out / MARKER).write_text(json.dumps({**marker, "files": [*marker["files"], "stale_from_an_old_version.png"]}))
     assert call_main(cli.main, argv, capsys).code == 0
     assert not (out / "stale_from_an_old_version.png").exists()
     assert out.stat().st_mode & 0o777 == 0o777 & ~_umask()  # not the 0700 of a temporary folder
