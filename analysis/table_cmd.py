@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nnunet_se import cli_options
 from nnunet_se.analysis.outputs import check_output_file, write_text_atomic
-from nnunet_se.analysis.stats import ALTERNATIVES
+from nnunet_se.analysis.stats import ALTERNATIVES, kfold_test_train_ratio
 from nnunet_se.analysis.tables import Entry, build_table, entries_csv, render_latex, render_markdown
 from nnunet_se.analysis.tabular import csv_text, json_text
 from nnunet_se.errors import UserError
@@ -148,7 +148,7 @@ def nadeau_bengio_ratios(results: Sequence[FoldResult], splits: Mapping[str, Spl
             print(f"{prog}: warning: {dataset}: no splits_final.json ({where}); the Nadeau-Bengio correction assumes "
                   f"K = {k} folds (n_test/n_train = 1/{k - 1}); give --test-train-ratio if that is wrong",
                   file=sys.stderr)
-        ratios[dataset] = 1.0 / (k - 1)
+        ratios[dataset] = kfold_test_train_ratio(k)
     return ratios
 
 
@@ -181,7 +181,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if isinstance(args.test_train_ratio, FoldCount):
         if args.test_train_ratio < 2:
             raise UserError(f"--n-folds must be >= 2, got {args.test_train_ratio}")
-        args.test_train_ratio = 1.0 / (args.test_train_ratio - 1)
+        args.test_train_ratio = kfold_test_train_ratio(args.test_train_ratio)
     if args.test_train_ratio is not None and not (math.isfinite(args.test_train_ratio) and args.test_train_ratio >= 0):
         raise UserError(f"--test-train-ratio must be a finite number >= 0, got {args.test_train_ratio}")
     outputs = [p for p in (args.output, args.cases_csv) if p is not None]

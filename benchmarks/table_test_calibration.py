@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from nnunet_se.analysis.stats import kfold_test_train_ratio
 from nnunet_se.analysis.tables import dataset_entries
 from nnunet_se.results import FoldResult, FoldState
 
@@ -121,7 +122,7 @@ def table_pvalues(scores: np.ndarray, folds: int, dataset: str = "Dataset001_Sim
             dice=float(row[f * size:(f + 1) * size].mean()),
             per_case={f"case_{i:04d}": float(row[i]) for i in range(f * size, (f + 1) * size)}) for f in range(folds)}
     baselines = {m: MODELS[0] for m in MODELS[1:]}
-    entries = dataset_entries(dataset, folds_by_model, baselines, None, 1.0 / (folds - 1))
+    entries = dataset_entries(dataset, folds_by_model, baselines, None, kfold_test_train_ratio(folds))
     return {field: np.array([float(not e.mark) if field == "mark" else getattr(e, field) for e in entries[1:]])
             for field in TESTS.values()}
 

@@ -24,7 +24,7 @@ from PIL import Image
 from scipy import stats
 
 from nnunet_se.analysis import cli
-from nnunet_se.analysis.stats import fold_mean_std, holm, nadeau_bengio, significance_mark
+from nnunet_se.analysis.stats import fold_mean_std, holm, kfold_test_train_ratio, nadeau_bengio, significance_mark
 from nnunet_se.analysis.tables import Entry, build_table, render_markdown
 from nnunet_se.results import scan_results
 
@@ -249,6 +249,18 @@ def test_fold_mean_std_refuses_a_non_finite_fold(bad: float) -> None:
     """A NaN or infinite fold is reported by the caller, never averaged in or dropped here."""
     with pytest.raises(ValueError, match="finite"):
         fold_mean_std([0.8, bad])
+
+
+# K-fold CV tests on n/K cases and trains on n(K-1)/K: n_test/n_train = 1/(K-1). K = 2 is the smallest CV.
+@pytest.mark.parametrize(("k", "ratio"), [(2, 1.0), (5, 0.25), (10, 1 / 9)])
+def test_kfold_test_train_ratio(k: int, ratio: float) -> None:
+    assert kfold_test_train_ratio(k) == pytest.approx(ratio, rel=1e-15)
+
+
+@pytest.mark.parametrize("k", [1, 0, -3])
+def test_kfold_test_train_ratio_needs_two_folds(k: int) -> None:
+    with pytest.raises(ValueError, match="K >= 2"):
+        kfold_test_train_ratio(k)
 
 
 def student_sf_even(t: float, nu: int) -> float:
