@@ -482,3 +482,35 @@ def test_demo_output_of_its_own_files_may_be_replaced(tmp_path: Path) -> None:
     source.mkdir()
     check_output(out, source)
     check_output(tmp_path / "new", None)
+
+
+# --- status: every subset option honoured (-d, -tr, -f, -c, -p) ------------------------------------------------
+
+CSE = "nnUNetTrainerPaperCSE"
+RESENC = "nnUNetResEncUNetMPlans"
+# extra options -> {trainer: (finished folds, missing folds, {fold: Dice})} of Dataset601_Five. The world: Paper
+# 2d/nnUNetPlans fold 0 (Dice 0.8), plus here Paper 3d_fullres fold 1 (0.6), Paper ResEnc plans fold 2 (0.7) and CSE
+# 2d fold 3 (0.9); the split has folds 0-4.
+STATUS_SUBSETS = [
+    ((), {PAPER: ([0], [1, 2, 3, 4], {0: 0.8}), CSE: ([3], [0, 1, 2, 4], {3: 0.9})}),
+    (("-c", "3d_fullres"), {PAPER: ([1], [0, 2, 3, 4], {1: 0.6})}),
+    (("-p", RESENC), {PAPER: ([2], [0, 1, 3, 4], {2: 0.7})}),
+    (("-tr", CSE), {CSE: ([3], [0, 1, 2, 4], {3: 0.9})}),
+    (("-f", "0", "3"), {PAPER: ([0], [3], {0: 0.8}), CSE: ([3], [0], {3: 0.9})}),
+    (("-c", "3d_fullres", "-f", "0"), {PAPER: ([], [0], {})}),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), STATUS_SUBSETS,
+                         ids=[" ".join(e) or "defaults" for e, _ in STATUS_SUBSETS])
+def test_status_honours_every_subset_option(world: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...],
+                                            expected: dict) -> None:
+    results = world / "results"
+    write_fold(results, FIVE, PAPER, 1, FINISHED, dice=0.6, configuration="3d_fullres")
+    write_fold(results, FIVE, PAPER, 2, FINISHED, dice=0.7, plans=RESENC)
+    write_fold(results, FIVE, CSE, 3, FINISHED, dice=0.9)
+    result = call_main(cli_main, ["status", "-d", "601", "--json", *extra], capsys)
+    assert result.code == 0, result.stderr
+    rows = {r["trainer"]: (r["finished"], r["missing"], {int(k): v for k, v in r["dice"].items()})
+            for r in json.loads(result.stdout)}
+    assert rows == expected
