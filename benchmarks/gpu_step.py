@@ -14,6 +14,7 @@ compiled (more than one per network = a graph break or a recompile); compile tim
 
     python benchmarks/gpu_step.py                  # GPU: fp16 autocast, every trainer eager, subset compiled
     python benchmarks/gpu_step.py --compile all    # every trainer compiled too (about 1 min of compile each)
+    python benchmarks/gpu_step.py --mono-fused     # + each Mono trainer with the fused Triton path (``+fused``)
     python benchmarks/gpu_step.py --cpu-smoke --out /tmp/x   # seconds: tiny sizes, aot_eager (the test runs this)
 
 Writes ``gpu_step.json`` and ``gpu_step.md`` (naming device and torch version) to ``--out``.
@@ -25,6 +26,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import platform
 import random
 import statistics
@@ -39,6 +41,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 
+from nnunet_se.modules.mono_fused import ENV_FUSED
 from nnunet_se.trainers import ALL_TRAINERS, RecalibrationTrainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,6 +49,7 @@ PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
 BASELINES = {"paper": "nnUNetTrainerPaper", "auto": "nnUNetTrainer"}
 DEFAULT_COMPILED = ("nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPaperMono",
                     "nnUNetTrainer", "nnUNetTrainerCSE", "nnUNetTrainerMono")
+FUSED = "+fused"  # variant suffix: the trainer's network built with Mono's fused path on
 # issue 10's targets (ratio to the family baseline), judged on one GPU
 TARGETS = {("paper", "compiled"): (1.15, 1.05), ("paper", "eager"): (1.30, 1.10), ("auto", "compiled"): (1.10, None)}
 
@@ -71,8 +75,24 @@ def nnunet_2d_configuration(size: int) -> ConfigurationManager:
 
 
 def trainer_class(name: str) -> type[RecalibrationTrainer]:
-    """Registered trainer, or the module-free ``RecalibrationTrainer`` for ``nnUNetTrainer`` (the same network)."""
+    """Registered trainer (``+fused`` stripped), or the module-free ``RecalibrationTrainer`` for ``nnUNetTrainer``
+    (the same network)."""
+    name = name.removesuffix(FUSED)
     return RecalibrationTrainer if name == "nnUNetTrainer" else ALL_TRAINERS[name]
+
+
+@contextlib.contextmanager
+def mono_fused(on: bool):
+    """Mono modules built inside read ``NNUNET_SE_MONO_FUSED`` = ``1``/``0`` (restored afterwards)."""
+    old = os.environ.get(ENV_FUSED)
+    os.environ[ENV_FUSED] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[ENV_FUSED]
+        else:
+            os.environ[ENV_FUSED] = old
 
 
 def family_trainers(family: str) -> list[str]:
@@ -127,8 +147,9 @@ class Bench:
             self.inputs[family] = (x.to(self.device), target.to(self.device))
         torch.manual_seed(args.seed)
         cls = trainer_class(trainer)
-        network = cls.build_network_architecture(None, nnunet_2d_configuration(size), 3, 2,
-                                                 enable_deep_supervision=family == "auto")
+        with mono_fused(trainer.endswith(FUSED)):
+            network = cls.build_network_architecture(None, nnunet_2d_configuration(size), 3, 2,
+                                                     enable_deep_supervision=family == "auto")
         network = network.to(self.device).train()
         params = [p for p in network.parameters() if p.requires_grad]
         if family == "paper":
@@ -177,19 +198,24 @@ def run(args: argparse.Namespace) -> dict:
         return record(args, *timed_variants(args))
 
 
+def variant_names(args: argparse.Namespace, family: str) -> list[tuple[str, str]]:
+    """``(trainer, mode)`` pairs timed for ``family``: the selected trainers (baseline first), each Mono trainer
+    followed by its ``+fused`` variant under ``--mono-fused``, compiled only where ``--compile`` names it."""
+    names = family_trainers(family)
+    if args.trainers != "all":
+        wanted = set(args.trainers.split(","))
+        names = [n for n in names if n in wanted or n == BASELINES[family]]
+    if args.mono_fused:
+        names = [v for n in names for v in ((n, n + FUSED) if n.endswith("Mono") else (n,))]
+    compiled = set(args.compile.split(","))
+    return [(n, mode) for n in names for mode in args.modes
+            if mode != "compiled" or args.compile == "all" or n.removesuffix(FUSED) in compiled]
+
+
 def timed_variants(args: argparse.Namespace) -> tuple[Bench, list[Variant]]:
     bench = Bench(args)
-    variants: list[Variant] = []
-    for family in args.families:
-        names = family_trainers(family)
-        if args.trainers != "all":
-            wanted = set(args.trainers.split(","))
-            names = [n for n in names if n in wanted or n == BASELINES[family]]
-        for trainer in names:
-            for mode in args.modes:
-                if mode == "compiled" and args.compile != "all" and trainer not in args.compile.split(","):
-                    continue
-                variants.append(bench.build(family, trainer, mode))
+    variants = [bench.build(family, trainer, mode) for family in args.families
+                for trainer, mode in variant_names(args, family)]
     for v in variants:  # warm-up: the first step of a compiled variant compiles forward and backward
         v.first_step_s = bench.timed(v, 1)
         for _ in range(args.warmup):
@@ -231,7 +257,7 @@ def record(args: argparse.Namespace, bench: Bench, variants: list[Variant]) -> d
 
 def target_for(family: str, mode: str, trainer: str) -> float | None:
     mono, others = TARGETS.get((family, mode), (None, None))
-    return mono if trainer.endswith("Mono") else others
+    return mono if trainer.removesuffix(FUSED).endswith("Mono") else others
 
 
 def markdown(result: dict) -> str:
@@ -281,6 +307,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5, help="steps per variant and round")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds after the compiling first step")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mono-fused", action="store_true",
+                        help="also time every selected Mono trainer with the fused Triton path (trainer name + "
+                        f"'{FUSED}'; the Mono variants without it are built with {ENV_FUSED}=0)")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="seconds on the CPU: 32x32, batch 2, baselines + Mono (the paper baseline also "
                         "compiled, aot_eager), 1 round of 1 step")

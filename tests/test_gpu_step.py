@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -58,3 +59,36 @@ def test_targets_and_plan(gpu_step) -> None:
     assert gpu_step.target_for("auto", "eager", "nnUNetTrainerCSE") is None
     kwargs = gpu_step.nnunet_2d_configuration(224).network_arch_init_kwargs
     assert kwargs["features_per_stage"] == [32, 64, 128, 256, 512, 512]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--families", "paper", "--trainers", "nnUNetTrainerPaperMono", "--compile", "nnUNetTrainerPaperMono"],
+         [("nnUNetTrainerPaper", "eager"), ("nnUNetTrainerPaperMono", "eager"),
+          ("nnUNetTrainerPaperMono", "compiled")]),
+        (["--families", "paper", "--trainers", "nnUNetTrainerPaperMono", "--compile", "nnUNetTrainerPaperMono",
+          "--mono-fused"],
+         [("nnUNetTrainerPaper", "eager"), ("nnUNetTrainerPaperMono", "eager"), ("nnUNetTrainerPaperMono", "compiled"),
+          ("nnUNetTrainerPaperMono+fused", "eager"), ("nnUNetTrainerPaperMono+fused", "compiled")]),
+        (["--families", "auto", "--trainers", "nnUNetTrainerCSE", "--modes", "eager", "--mono-fused"],
+         [("nnUNetTrainer", "eager"), ("nnUNetTrainerCSE", "eager")]),  # no Mono trainer: nothing fused
+    ],
+)
+def test_variant_names(gpu_step, argv: list[str], expected: list[tuple[str, str]]) -> None:
+    args = gpu_step.parse_args(argv)
+    assert gpu_step.variant_names(args, args.families[0]) == expected
+
+
+def test_mono_fused_variant_is_built_fused(gpu_step, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``+fused`` variant's Mono modules have the fused option on, the plain variant's off, whatever
+    ``NNUNET_SE_MONO_FUSED`` says outside (restored afterwards); target as the Mono trainer's."""
+    from nnunet_se.modules.mono import Mono
+
+    monkeypatch.setenv("NNUNET_SE_MONO_FUSED", "1")
+    bench = gpu_step.Bench(gpu_step.parse_args(["--cpu-smoke", "--mono-fused"]))
+    for trainer, fused in (("nnUNetTrainerPaperMono", False), ("nnUNetTrainerPaperMono+fused", True)):
+        monos = [m for m in bench.build("paper", trainer, "eager").model.modules() if isinstance(m, Mono)]
+        assert monos and all(m.fused is fused for m in monos)
+    assert os.environ["NNUNET_SE_MONO_FUSED"] == "1"
+    assert gpu_step.target_for("paper", "eager", "nnUNetTrainerPaperMono+fused") == 1.30
