@@ -323,3 +323,18 @@ class TestSavedForBackward:
         statistics = 4 * (extremes + 2 * c + 2 * c + 3 * n * c + n * h + n * c) + cast
         assert sum(saved.values()) <= statistics
         assert max(saved.values()) <= 4 * 2 * n * c  # nothing map-sized besides x
+
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+    def test_low_precision_input_is_cast_inside(self, dtype: torch.dtype) -> None:
+        """x is passed (and saved) in its own dtype; the moments are float32 and the input gradient comes back in
+        x's dtype, bit-identical to running the float32 path on the upcast input (the same float32 operations)."""
+        x = (torch.randn(2, 3, 9, 10) * 3).to(dtype).requires_grad_()
+        x32 = x.detach().float().requires_grad_()
+        w1, w2 = torch.randn(2, 3), torch.randn(2, 3)
+        m1, m2 = AlphaMoments.apply(x, (2, 4, 8), "batch")
+        r1, r2 = AlphaMoments.apply(x32, (2, 4, 8), "batch")
+        assert m1.dtype == m2.dtype == torch.float32
+        assert torch.equal(m1, r1) and torch.equal(m2, r2)
+        (g,) = torch.autograd.grad((m1 * w1 + m2 * w2).sum(), x)
+        (g32,) = torch.autograd.grad((r1 * w1 + r2 * w2).sum(), x32)
+        assert g.dtype == dtype and torch.equal(g, g32.to(dtype))
