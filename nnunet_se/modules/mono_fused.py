@@ -2,13 +2,13 @@
 alpha and alpha², as one PyTorch custom op with a custom-op backward, so ``torch.compile`` sees one node.
 
 Same numbers as :class:`nnunet_se.modules.mono.AlphaMoments` (the reference and the CPU path) up to float32
-rounding; computes in float32 whatever the input dtype. Three kernels, each on tiles of the map with their halo
-read through masked loads (zero SAME padding as ``box_sums``: left ``(r-1)//2``, right ``r-1-left``):
+rounding; computes in float32 whatever the input dtype. Three kernels, each on tiles of the (N·C·H, W) plane with
+their halo read through masked loads (zero SAME padding as ``box_sums``: left ``(r-1)//2``, right ``r-1-left``):
 
 1. ``_measures_kernel``: min-max scale, the box sums of the radii with non-zero OLS weight, log, alpha; forward:
-   per-tile partial sums of alpha and alpha² (no full-size output); backward: ``s_r = g_alpha / μ_r`` per radius,
+   per-row partial sums of alpha and alpha² (no full-size output); backward: ``s_r = g_alpha / μ_r`` per radius,
    with ``g_alpha = g1/|S| + 2 g2 alpha/|S|`` (box sums recomputed from x, nothing but x saved);
-2. ``_transposed_kernel``: ``g_u = Σ_r w_r boxᵀ_r(s_r)``, writes ``g_u·scale`` and per-tile partial sums of
+2. ``_transposed_kernel``: ``g_u = Σ_r w_r boxᵀ_r(s_r)``, writes ``g_u·scale`` and per-row partial sums of
    ``g_u``, ``g_u (x - min)`` and the counts of entries equal to the min and to the max;
 3. ``_shares_kernel``: adds the min/max gradient shares (ties split evenly, as ``torch.amin/amax`` do).
 
@@ -55,8 +55,11 @@ def fused_option(value: bool | None) -> bool:
 
 def fused_available(x: torch.Tensor, radii: Sequence[int] = (2, 4, 8)) -> bool:
     """True where the fused op runs ``x``: a 4D (2D maps) float32/float16/bfloat16 tensor on CUDA with Triton, or on
-    the CPU under ``TRITON_INTERPRET=1``, and radii with exactly two non-zero OLS weights (e.g. (2, 4, 8))."""
-    if not HAVE_TRITON or x.dim() != 4 or x.dtype not in FUSED_DTYPES or len(reference.weighted_radii(radii)) != 2:
+    the CPU under ``TRITON_INTERPRET=1``, and radii with exactly two non-zero OLS weights (e.g. (2, 4, 8)); fewer
+    than 2^30 entries (the kernels index in int32, the backward's two-map buffer included)."""
+    if not HAVE_TRITON or x.dim() != 4 or x.dtype not in FUSED_DTYPES or x.numel() >= 2**30:
+        return False
+    if len(reference.weighted_radii(radii)) != 2:
         return False
     return x.is_cuda or (x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
 
@@ -209,17 +212,22 @@ def kernels(interpret: bool) -> tuple:
 # ---- custom ops -----------------------------------------------------------------------------------------------------
 
 
-def _stats(x: torch.Tensor, minmax: str) -> tuple[torch.Tensor, ...]:
-    """Per-(sample, channel) float32 ``low, high, span, scale``, ``(N·C,)`` each (``"batch"``: one value per channel,
-    repeated over the batch)."""
+def _extremes(x: torch.Tensor, minmax: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(sample, channel) float32 min and max, ``(N·C,)`` each (``"batch"``: one value per channel over the batch,
+    repeated)."""
     if minmax not in reference.MINMAX_MODES:
         raise ValueError(f"mono: minmax must be one of {', '.join(reference.MINMAX_MODES)}, got {minmax!r}")
     dims = (0, 2, 3) if minmax == "batch" else (2, 3)
     n, c = x.shape[:2]
     low = torch.amin(x, dim=dims, keepdim=True).float().expand(n, c, 1, 1).reshape(n * c)
     high = torch.amax(x, dim=dims, keepdim=True).float().expand(n, c, 1, 1).reshape(n * c)
+    return low, high
+
+
+def _span_scale(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``high - low`` and the min-max scale ``255 / clip(high - low, 1e-7, 1e9)``."""
     span = high - low
-    return low, high, span, (reference.MINMAX_HIGH - reference.MINMAX_LOW) / span.clamp(SPAN_MIN, SPAN_MAX)
+    return span, (reference.MINMAX_HIGH - reference.MINMAX_LOW) / span.clamp(SPAN_MIN, SPAN_MAX)
 
 
 def _layout(x: torch.Tensor, radii: Sequence[int]) -> dict:
@@ -253,7 +261,8 @@ def mono_alpha_moments(
     """``(m1, m2, low, high)``: moments of alpha ``(N, C)`` and the min-max statistics ``(N, C)`` (float32) that the
     backward uses."""
     x = x.contiguous()
-    low, high, _, scale = _stats(x, minmax)
+    low, high = _extremes(x, minmax)
+    _, scale = _span_scale(low, high)
     layout = _layout(x, radii)
     measures = kernels(x.device.type == "cpu")[0]
     partial = x.new_empty((x.shape[0] * x.shape[1] * x.shape[2], layout["grid"][1], 2), dtype=torch.float32)
@@ -279,8 +288,7 @@ def mono_alpha_moments_backward(
     x = x.contiguous()
     n, c, h, w = x.shape
     low, high = low.reshape(-1).float().contiguous(), high.reshape(-1).float().contiguous()
-    span = high - low
-    scale = (reference.MINMAX_HIGH - reference.MINMAX_LOW) / span.clamp(SPAN_MIN, SPAN_MAX)
+    span, scale = _span_scale(low, high)
     layout = _layout(x, radii)
     measures, transposed, shares = kernels(x.device.type == "cpu")
     s = x.new_empty((2, n * c * h, w), dtype=torch.float32)  # g_alpha / μ_r per radius: transient
