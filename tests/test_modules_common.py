@@ -136,16 +136,18 @@ INPUTS = {
 
 @pytest.mark.parametrize("name, flavour, dims, kind", list(itertools.product(NAMES, FLAVOURS, (2, 3), INPUTS)))
 def test_no_nan_or_inf(name: str, flavour: str, dims: int, kind: str) -> None:
-    """Finite outputs and parameter gradients in train mode (batch 1 and 2) and eval mode; zero in -> zero out."""
+    """Finite outputs, input and parameter gradients in train mode (batch 1 and 2) and eval mode; zero in -> zero
+    out. Zero and constant channels are what a dead ReLU feeds the next module: a NaN input gradient there would
+    reach every earlier layer."""
     module = make(name, 16, dims, flavour, feature_size=SPATIAL[dims])
     for train, batch in ((True, 1), (True, 2), (False, 2)):
         module.train(train)
-        x = INPUTS[kind]((batch, 16, *SPATIAL[dims]))
+        x = INPUTS[kind]((batch, 16, *SPATIAL[dims])).requires_grad_()
         y = module(x)
         assert torch.isfinite(y).all(), (train, batch)
         if kind == "zero":
             assert torch.equal(y, torch.zeros_like(y))
-        grad = torch.autograd.grad(y.sum(), list(module.parameters()), allow_unused=True)
+        grad = torch.autograd.grad(y.sum(), [x, *module.parameters()], allow_unused=True)
         assert all(g is None or torch.isfinite(g).all() for g in grad), (train, batch)
 
 
