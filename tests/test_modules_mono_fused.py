@@ -101,6 +101,27 @@ def test_tiles_smaller_than_the_map(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_moments_and_grad_match(fused, expected)
 
 
+def test_saves_only_x_and_the_extremes() -> None:
+    """Saved for backward (``saved_tensors_hooks``): x itself (its storage, its dtype) and the (N, C) min and max."""
+    x = sample((2, 3, 6, 7), "normal", dtype=torch.bfloat16)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        alpha_moments_fused(x, (2, 4, 8), "sample")
+    assert len(saved) == 3 and saved[0].data_ptr() == x.data_ptr() and saved[0].dtype == torch.bfloat16
+    assert [tuple(t.shape) for t in saved[1:]] == [(2, 3), (2, 3)]
+
+
+@pytest.mark.parametrize("used", ["m1", "m2"])
+def test_one_moment_used(used: str) -> None:
+    """A loss on one moment only (the other's gradient is absent): same input gradient as the PyTorch path."""
+    x = sample((2, 2, 5, 4), "ties", seed=7)
+    grads = []
+    for fn in (alpha_moments_fused, reference):
+        m1, m2 = fn(x, (2, 4, 8), "batch")
+        grads.append(torch.autograd.grad((m1 if used == "m1" else m2).sum(), x)[0])
+    assert_matches(*grads)
+
+
 def test_constant_map_interior_alpha_is_two() -> None:
     """Independent oracle: a constant channel has u ≡ 1, alpha = 2 where both boxes lie inside the map, so on a
     32x32 map with the (2, 8) boxes: alpha = 2 on the 25x25 interior (rows/columns 3..27 for left pad 3, right 4)."""
