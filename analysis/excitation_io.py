@@ -88,6 +88,9 @@ def load_excitations(path: str | Path) -> ExcitationSet:
                             f"{value.dtype} {value.shape}")
         if not np.all(np.isfinite(value)):
             raise UserError(f"{path}: array {key} contains NaN or infinite values")
+        if value.min() < 0.0 or value.max() > 1.0:  # gates are sigmoid outputs
+            raise UserError(f"{path}: array {key} has values outside [0, 1] (min {value.min():g}, max "
+                            f"{value.max():g}); excitations are gate outputs in [0, 1]")
         if value.min() < 0 or value.max() > 1:  # every gate is a sigmoid (nnunet_se.modules)
             raise UserError(f"{path}: array {key} has values outside [0, 1] (min {value.min():.6g}, max "
                             f"{value.max():.6g}); excitations are gate outputs, within [0, 1]")

@@ -28,25 +28,43 @@ def _save(fig: plt.Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def plot_thresholds(rows: Sequence[dict], stem: Path, title: str) -> list[Path]:
-    """Fig. 3: one panel per dataset, k against depth l, one line per model.
+def threshold_series(rows: Sequence[dict]) -> dict[str, dict[str, tuple[list[int], list[float], list, list]]]:
+    """What Fig. 3 draws: dataset -> model label -> (depths, k, band low, band high).
 
-    A model with several folds is drawn at the mean k over its folds, the band spans the mean bootstrap CI.
-    ``rows`` are threshold rows (keys ``dataset``, ``model``, ``depth``, ``k``, ``k_ci_low``, ``k_ci_high``).
+    A model is one (trainer, plans, configuration); when a dataset holds several plans or configurations of one
+    trainer the label names them. Several folds are drawn at their mean k and the mean of their intervals, which
+    contains the mean k because each interval contains its own k.
     """
-    datasets = sorted({r["dataset"] for r in rows})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    out: dict[str, dict[str, tuple]] = {}
+    for dataset in sorted({r["dataset"] for r in rows}):
+        sel = [r for r in rows if r["dataset"] == dataset]
+        variants: dict[str, set] = defaultdict(set)
+        for r in sel:
+            variants[r["model"]].add((r.get("plans", ""), r.get("configuration", "")))
         grouped: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-        for r in rows:
-            if r["dataset"] == dataset:
-                grouped[r["model"]][int(r["depth"])].append(r)
-        for model, by_depth in sorted(grouped.items()):
+        for r in sel:
+            extra = [v for v in (r.get("plans", ""), r.get("configuration", "")) if v]
+            label = r["model"] if len(variants[r["model"]]) == 1 or not extra else f"{r['model']} ({', '.join(extra)})"
+            grouped[label][int(r["depth"])].append(r)
+        out[dataset] = {}
+        for label, by_depth in sorted(grouped.items()):
             depths = sorted(by_depth)
-            k = [np.mean([r["k"] for r in by_depth[d]]) for d in depths]
-            low = [np.mean([r["k_ci_low"] for r in by_depth[d]]) for d in depths]
-            high = [np.mean([r["k_ci_high"] for r in by_depth[d]]) for d in depths]
-            (line,) = ax.plot(depths, k, marker="o", label=model)
+            out[dataset][label] = (depths, *([float(np.mean([r[key] for r in by_depth[d]])) for d in depths]
+                                             for key in ("k", "k_ci_low", "k_ci_high")))
+    return out
+
+
+def plot_thresholds(rows: Sequence[dict], stem: Path, title: str) -> list[Path]:
+    """Fig. 3: one panel per dataset, k against depth l, one line per model (``threshold_series``), band = interval.
+
+    ``rows`` are threshold rows (keys ``dataset``, ``model``, ``plans``, ``configuration``, ``depth``, ``k``,
+    ``k_ci_low``, ``k_ci_high``).
+    """
+    series = threshold_series(rows)
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.4), squeeze=False)
+    for ax, (dataset, models) in zip(axes[0], series.items(), strict=True):
+        for label, (depths, k, low, high) in models.items():
+            (line,) = ax.plot(depths, k, marker="o", label=label)
             if np.all(np.isfinite(low)):
                 ax.fill_between(depths, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_title(dataset or "(no dataset)")

@@ -19,9 +19,9 @@ from nnunet_se.analysis.excitation_io import save_excitations
 from nnunet_se.analysis.outputs import MARKER
 from nnunet_se.analysis.thresholds import (
     Convention,
-    bootstrap_threshold,
     count_components,
     cumulative_ratio,
+    percentile_interval,
     spectrum,
     threshold,
 )
@@ -111,13 +111,13 @@ def test_constant_excitations_give_zero() -> None:
     assert threshold(g, Convention(count="below", scale="robust")) == 0
 
 
-def test_bootstrap_interval_contains_true_k() -> None:
+def test_percentile_interval_is_seeded_and_contains_k() -> None:
     g = excitations_with_spectrum(SPECTRUM, n=300, seed=5)
-    result = bootstrap_threshold(g, Convention(), n_boot=200, seed=0)
+    result = percentile_interval(g, Convention(), n_boot=200, seed=0)
     assert result.k == 4
-    assert result.ci_low <= 4 <= result.ci_high
+    assert result.low <= 4 <= result.high
     assert result.samples.shape == (200,)
-    again = bootstrap_threshold(g, Convention(), n_boot=200, seed=0)
+    again = percentile_interval(g, Convention(), n_boot=200, seed=0)
     np.testing.assert_array_equal(result.samples, again.samples)
 
 
