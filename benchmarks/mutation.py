@@ -82,6 +82,11 @@ NAMED = [
     ("conversion/images.py", "lambda v: v >= threshold", "lambda v: v > threshold"),
     ("conversion/splits.py", "max(1, int(AUTHORS_DEV_FRACTION * n))", "max(1, round(AUTHORS_DEV_FRACTION * n))"),
 ]
+# Survivors that cannot change behaviour, with the reason: (source line, original, mutated) -> reason; reported, not
+# scored.
+EQUIVALENT = {
+    ("fold_of = np.full(n, -1)", "1", "2"): "placeholder fold, overwritten for every case before it is read",
+}
 OPERATORS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+", "*": "/",
              "/": "*", "//": "*", "**": "*"}
 NAMES = {"and": "or", "or": "and", "True": "False", "False": "True"}
@@ -386,8 +391,11 @@ def main() -> None:
 
 def write_results(mutants: list[Mutant], total: int, seed: int | None, baseline: dict[str, float], seconds: float,
                   command: str, quiet: bool = False) -> None:
+    for m in mutants:
+        if m.status == "survived" and (m.source_line, m.original, m.mutated) in EQUIVALENT:
+            m.status = "equivalent"
     killed = sum(m.status in ("killed", "timeout") for m in mutants)
-    errors = sum(m.status in ("error", "stale", "skipped") for m in mutants)
+    errors = sum(m.status in ("error", "stale", "skipped", "equivalent") for m in mutants)
     not_run = sum(m.status == "pending" for m in mutants)
     scored = len(mutants) - errors - not_run
     per_module = {}
@@ -413,13 +421,16 @@ def write_results(mutants: list[Mutant], total: int, seed: int | None, baseline:
                      for rel, v in per_module.items())
     survivors = "\n".join(f"- `{m['path']}:{m['line']}` `{m['original']}` -> `{m['mutated']}`: `{m['source_line']}`"
                           for m in result["survivors"]) or "none"
+    equivalent = "\n".join(f"- `{m.path}:{m.line}` `{m.original}` -> `{m.mutated}`: "
+                           f"{EQUIVALENT[(m.source_line, m.original, m.mutated)]}"
+                           for m in mutants if m.status == "equivalent") or "none"
     (RESULTS / "mutation.md").write_text(f"""# Mutation testing of the core modules
 
 `{result['command']}` on {result['date_utc']} UTC ({result['machine']}): {len(mutants)} of {total} mutants
 sampled (seed {result['sample_seed']}), {len(mutants) - not_run} run before the time limit, {result['wall_s']} s wall.
 
-**Score: {killed} / {scored} killed ({100 * (result['score'] or 0):.1f} %)**; {errors} not scored (tests failing
-unmutated, or an error); a timeout counts as killed.
+**Score: {killed} / {scored} killed ({100 * (result['score'] or 0):.1f} %)**; {errors} not scored (equivalent, tests
+failing unmutated, or an error); a timeout counts as killed.
 
 | module | run | killed | survived | unmutated tests (s) |
 |---|---|---|---|---|
@@ -428,6 +439,10 @@ unmutated, or an error); a timeout counts as killed.
 ## Surviving mutants
 
 {survivors}
+
+## Equivalent mutants (not scored)
+
+{equivalent}
 """)
     if not quiet:
         print(f"score {killed}/{scored} = {result['score']}; results in {RESULTS}/mutation.{{json,md}}")
