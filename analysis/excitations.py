@@ -72,10 +72,14 @@ def read_checkpoint(ckpt: Path, trainer: str, plans: str, configuration: str, fo
     """Load ``ckpt`` without running pickled code (``weights_only``: tensors, containers, NumPy scalars) and check
     that it is an nnU-Net checkpoint of the folder's ``trainer``, ``plans``, ``configuration`` and ``fold`` (as
     nnU-Net records them: ``trainer_name``, ``init_args``); every problem is one line naming the file."""
-    data = read_regular(ckpt, CHECKPOINT_LIMIT)
+    from nnunet_se.conversion.reading import open_regular
+
+    empty = False
     try:
-        with torch.serialization.safe_globals(_checkpoint_globals()):
-            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with open_regular(ckpt, str(ckpt), CHECKPOINT_LIMIT) as fh, torch.serialization.safe_globals(
+                _checkpoint_globals()):
+            empty = os.fstat(fh.fileno()).st_size == 0
+            checkpoint = torch.load(fh, map_location="cpu", weights_only=True)  # streamed, not copied first
     except pickle.UnpicklingError as exc:
         text = str(exc)
         reason = text.split("Unsupported global: ")[1].split(" was not")[0] if "Unsupported global: " in text else (
@@ -83,7 +87,7 @@ def read_checkpoint(ckpt: Path, trainer: str, plans: str, configuration: str, fo
         raise UserError(f"{ckpt}: holds Python objects other than tensors and numbers ({one_line(reason)[:200]}); "
                         "not loaded (an nnU-Net checkpoint holds only weights and plain values)") from exc
     except (RuntimeError, EOFError, ValueError, KeyError, OSError) as exc:
-        reason = "empty file" if not data else f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        reason = "empty file" if empty else f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         raise UserError(f"{ckpt}: not a readable torch checkpoint ({reason})") from exc
     checkpoint = checkpoint if isinstance(checkpoint, dict) else {}
     init, weights = checkpoint.get("init_args"), checkpoint.get("network_weights")

@@ -219,3 +219,33 @@ def test_raw_case_is_decoded_as_the_converter_does(tmp_path, name, write, channe
     assert image.dtype == np.float32 and image.shape == (channels, 1, *GREY.shape)
     np.testing.assert_array_equal(image[:, 0], expected.astype(np.float32))  # exact: 8-bit values, no resampling
     assert properties == {"spacing": (999, 1, 1)}  # what nnU-Net's NaturalImage2DIO reports
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("nnunet_e2e")
+def test_cases_folder_of_grey_and_rgba_pngs_runs_on_a_trained_model(nnunet_e2e, tmp_path) -> None:
+    """``excitations --cases FOLDER`` on a trained fold with PNGs in the modes the converter accepts: an opaque
+    RGBA image gives exactly the excitations of its RGB pixels, a grey image those of the grey replicated to RGB
+    (the converter's rules), each case one row."""
+    from PIL import Image
+
+    run = nnunet_e2e
+    trainer = run.trainers[-1]
+    rgb = np.asarray(Image.open(sorted((run.raw / run.dataset_name / "imagesTs").glob("*.png"))[0]).convert("RGB"))
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name, image in (("rgb", Image.fromarray(rgb)), ("rgba", Image.fromarray(rgb).convert("RGBA")),
+                        ("grey", Image.fromarray(grey)), ("greyrgb", Image.fromarray(np.stack([grey] * 3, -1)))):
+        image.save(cases / f"{name}_0000.png")
+    out = tmp_path / "exc"
+    run.run("nnunet-se-analyze", "excitations", "-d", str(run.dataset_id), "-tr", trainer, "-f", "0", "--checkpoint",
+            "final", "--cases", str(cases), "--device", "cpu", "-o", str(out))
+    with np.load(out / f"{run.dataset_name}__{trainer}__{run.plans}__{run.configuration}__fold_0.npz") as data:
+        rows = {str(c): i for i, c in enumerate(data["case_ids"])}
+        depths = [data[k] for k in data.files if k.startswith("depth_")]
+    assert sorted(rows) == ["grey", "greyrgb", "rgb", "rgba"] and depths
+    for g in depths:  # same input tensor, same deterministic CPU forward: identical float32 rows
+        np.testing.assert_array_equal(g[rows["rgba"]], g[rows["rgb"]])
+        np.testing.assert_array_equal(g[rows["grey"]], g[rows["greyrgb"]])
+        assert not np.array_equal(g[rows["grey"]], g[rows["rgb"]])  # the images differ, so do the excitations
