@@ -269,7 +269,9 @@ def markdown(result: dict) -> str:
         f"{result['size']}x{result['size']}, batch {result['batch']['paper']} (paper U-Net) / "
         f"{result['batch']['auto']} (nnU-Net 2d plan); median of {result['rounds']} interleaved rounds of "
         f"{result['steps']} steps after {result['warmup']} warm-up rounds. Ratio = median step / the family "
-        "baseline's median step in the same mode. Graphs = graphs compiled for the network (1 = no graph break).",
+        "baseline's median step in the same mode. Graphs = graphs compiled for the network (1 = no graph break). "
+        f"`{FUSED}`: the Mono network built with the fused Triton path (`{ENV_FUSED}=1`; the Mono rows without it "
+        "run the PyTorch path).",
         "",
         "| family | trainer | mode | median step (ms) | ratio | target | met | compile (s) | graphs |",
         "|---|---|---|---|---|---|---|---|---|",
