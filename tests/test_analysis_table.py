@@ -554,3 +554,20 @@ def test_selection_and_joins(row: Selection, tmp_path: Path, monkeypatch: pytest
     payload = ({"entries": list(csv.DictReader(io.StringIO(result.stdout)))} if fmt[1] == "csv"
                else json.loads(result.stdout))
     row.expect(payload)
+
+
+@pytest.mark.parametrize("pairs", [1, 2])
+def test_paired_tests_are_defined_from_two_pairs(pairs: int) -> None:
+    """Both sides of the 2-pair limit: one pair -> NaN; two pairs d = [1, 3] -> by hand, with Student's t at 1 d.o.f.
+    (the Cauchy law, P(T >= t) = 1/2 - atan(t)/pi): t-test t = mean / (sd / sqrt 2) = 2; Nadeau-Bengio with
+    n_test/n_train = 1, t = 2 / sqrt((1/2 + 1) 2) = 2 / sqrt 3; Wilcoxon exact P(W+ >= 3) = 1/4 (one sign pattern
+    in four). Closed forms in float64: absolute 1e-12."""
+    from nnunet_se.analysis.stats import paired_ttest, wilcoxon
+
+    a, b = [1.0, 3.0][:pairs], [0.0, 0.0][:pairs]
+    got = (paired_ttest(a, b), nadeau_bengio(a, b, 1.0), wilcoxon(a, b))
+    if pairs == 1:
+        assert all(math.isnan(p) for p in got)
+        return
+    expected = (0.5 - math.atan(2.0) / math.pi, 0.5 - math.atan(2 / math.sqrt(3)) / math.pi, 0.25)
+    assert got == pytest.approx(expected, rel=0, abs=1e-12)
