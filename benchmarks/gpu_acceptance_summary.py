@@ -20,7 +20,7 @@ from pathlib import Path
 
 TRAINERS = ("RecalibrationTrainer", "nnUNetTrainerMono")  # plain first
 STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?): "
-# the targets, ratio Mono (or module) / plain in the same run
+# acceptance targets, ratio Mono (or module) / plain in the same run (docs/modules.md, Overhead)
 TARGETS = {"steady_epoch": 1.10, "first_epoch": 1.20, "val_case": 1.3, "train_peak_memory": 1.10,
            "compiled_step_mono": 1.08, "compiled_step_module": 1.05}
 

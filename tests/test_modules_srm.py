@@ -118,3 +118,19 @@ class TestSRM:
     def test_bad_running_var_option(self) -> None:
         with pytest.raises(ValueError, match="bn_running_var must be one of biased, unbiased"):
             create_recalibration("srm", 2, 2, "paper", bn_running_var="keras")
+
+    @pytest.mark.parametrize(
+        "flavour, running_var",
+        [("paper", (0.5, (4 + 8 / 3) / 2)), ("original", (1.0, 6.0))],  # averages of the batch variances above
+    )
+    def test_cumulative_running_average(self, flavour: str, running_var: tuple) -> None:
+        """``bn_momentum=None``: as PyTorch's BatchNorm, the running statistics are the plain average over the
+        batches seen (z as in the test above: batch means (2, 4) then (0, 2) -> (1, 3)), for the paper flavour's
+        own update as for PyTorch's."""
+        module = create_recalibration("srm", 2, 2, flavour, bn_momentum=None).train()
+        with torch.no_grad():
+            module.cfc.copy_(torch.tensor([[1.0, 0.0]]).expand_as(module.cfc))
+        for z in ([[1.0, 2.0], [3.0, 6.0]], [[0.0, 0.0], [0.0, 2.0], [0.0, 4.0]]):
+            module(torch.tensor(z)[:, :, None, None].expand(-1, -1, 3, 3))
+        torch.testing.assert_close(module.bn.running_mean, torch.tensor([1.0, 3.0]), rtol=0, atol=1e-6)
+        torch.testing.assert_close(module.bn.running_var, torch.tensor(running_var), rtol=0, atol=1e-6)
