@@ -48,13 +48,29 @@ def test_available_and_none() -> None:
         ({"name": "fca", "channels": 24}, "multiple of 16"),
         ({"name": "fca", "feature_size": (7,)}, "feature_size must be 2 positive ints"),
         ({"name": "cse", "spatial_dims": 1}, "spatial_dims must be 2 or 3"),
+        ({"name": "cse", "spatial_dims": 4}, "spatial_dims must be 2 or 3"),
         ({"name": "cse", "channels": 0}, "channels must be a positive int"),
+        ({"name": "mono", "radii": (0, 2)}, "radii must be >= 2 distinct positive ints"),
+        ({"name": "fca", "feature_size": (0, 7)}, "feature_size must be 2 positive ints"),
     ],
 )
 def test_bad_arguments_raise(kwargs: dict, message: str) -> None:
     args = {"channels": 32, **kwargs}
     with pytest.raises(ValueError, match=message):
         create_recalibration(**args)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("mono", {"radii": (1, 2)}), ("fca", {"feature_size": (1, 1)}), ("fca", {"channels": 16}),
+     ("cse", {"channels": 1})],
+)
+def test_smallest_valid_arguments(name: str, options: dict) -> None:
+    """The valid side of the limits in test_bad_arguments_raise: radius 1, feature size 1, 16 FCA channels, C = 1."""
+    args = {"channels": 32, **options}
+    module = create_recalibration(name, spatial_dims=2, **args)
+    x = torch.randn(2, args["channels"], 3, 3)
+    assert torch.isfinite(module(x)).all()
 
 
 @pytest.mark.parametrize(
