@@ -419,6 +419,15 @@ ROUND2_ROWS = [
     Row("exc-plans-json-list", EXC_SSE, ("plans.json", "expected a JSON dict"), env=ROOTS,
         setup=lambda r: (_with_checkpoint(lambda r: _checkpoint())(r),
                          (r / "results" / DATASET / f"{SSE}__{MODEL}" / "plans.json").write_text("[]"))),
+    # ---- excitations: every subset option selects its model folder, or is refused ----
+    Row("exc-c-untrained", command(*EXC, "-f", "0", "-c", "3d_fullres", "-o", "root:out"),
+        (f"{SSE}__nnUNetPlans__3d_fullres", "no trained model folder", "3d_fullres"), env=ROOTS, setup=_preprocessed),
+    Row("exc-p-untrained", command(*EXC, "-f", "0", "-p", "nnUNetResEncUNetMPlans", "-o", "root:out"),
+        (f"{SSE}__nnUNetResEncUNetMPlans__2d", "no trained model folder"), env=ROOTS, setup=_preprocessed),
+    Row("exc-d-unknown", command("excitations", "-d", "902", "-tr", SSE, "-f", "0", "-o", "root:out"), ("902",),
+        env=ROOTS, setup=_preprocessed),
+    Row("exc-cases-is-a-file", command(*EXC, "-f", "0", "--cases", "root:file.txt", "-o", "root:out"),
+        ("--cases", "file.txt", "folder of images"), env=ROOTS, setup=_preprocessed),
     # ---- responses: excitation values and shapes ----
     Row("responses-excitation-above-one", command("responses", "root:exc/above.npz", "-o", "root:out"),
         ("above.npz", "outside [0, 1]", "max 1.5"), setup=_excitation_file("above", np.full((CASES, CHANNELS), 1.5))),
