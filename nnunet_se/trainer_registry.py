@@ -43,16 +43,44 @@ def info_of(cls: Any) -> TrainerInfo:
                        skip_connections=cls.skip_connections, network=cls.network_summary)
 
 
+_REGISTERED: dict[str, Any] = {}
+"""Trainers of other packages, by name (:func:`register_trainers`)."""
+
+
+def register_trainers(*classes: Any) -> None:
+    """Add trainer classes of another package to the registry (docs/extending.md): ``nnunet-se list``, ``-tr``
+    names and families, ``status`` and ``table`` baselines then know them. Each class subclasses
+    :class:`~nnunet_se.trainers.base.RecalibrationTrainer` and carries the registry's class attributes (``family``,
+    ``baseline``, ``table_row``, ``recalibration``, ...). A name of the plugin's own trainers or of another class
+    already registered is a ValueError; registering the same class again is allowed. nnU-Net itself finds the class
+    through a folder on ``nnUNet_extTrainer``, not through this registry."""
+    from nnunet_se.trainers import ALL_TRAINERS, RecalibrationTrainer
+    from nnunet_se.trainers.base import STOCK_TRAINER
+
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, RecalibrationTrainer)):
+            raise TypeError(f"{cls!r} is not a subclass of nnunet_se.trainers.RecalibrationTrainer")
+        name = cls.__name__
+        if name in ALL_TRAINERS or name == STOCK_TRAINER or _REGISTERED.get(name, cls) is not cls:
+            raise ValueError(f"trainer name {name} is taken; choose another class name")
+        _REGISTERED[name] = cls
+    trainer_infos.cache_clear()
+    _families.cache_clear()
+
+
 @functools.cache
 def trainer_infos() -> dict[str, TrainerInfo]:
-    """Every ``-tr`` name we know, by name: the stock ``nnUNetTrainer`` first, then the plugin trainers."""
+    """Every ``-tr`` name we know, by name: the stock ``nnUNetTrainer`` first, then the plugin's trainers, then those
+    of other packages (:mod:`nnunet_se.plugins`)."""
+    from nnunet_se.plugins import load_plugins
     from nnunet_se.trainers import ALL_TRAINERS, RecalibrationTrainer
     from nnunet_se.trainers.base import STOCK_TABLE_ROW, STOCK_TRAINER
 
+    load_plugins()
     stock = TrainerInfo(name=STOCK_TRAINER, family=RecalibrationTrainer.family, baseline=None,
                         table_row=STOCK_TABLE_ROW, recalibration=None, flavour="-", skip_connections=True,
                         network=RecalibrationTrainer.network_summary)
-    return {STOCK_TRAINER: stock, **{name: info_of(cls) for name, cls in ALL_TRAINERS.items()}}
+    return {STOCK_TRAINER: stock, **{name: info_of(cls) for name, cls in {**ALL_TRAINERS, **_REGISTERED}.items()}}
 
 
 def families() -> dict[str, tuple[str, ...]]:
