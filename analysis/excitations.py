@@ -68,10 +68,10 @@ class Checkpoint:
     mirroring_axes: tuple[int, ...] | None
 
 
-def read_checkpoint(ckpt: Path, trainer: str, plans: str, configuration: str, fold: int) -> Checkpoint:
+def read_checkpoint(ckpt: Path, dataset: str, trainer: str, plans: str, configuration: str, fold: int) -> Checkpoint:
     """Load ``ckpt`` without running pickled code (``weights_only``: tensors, containers, NumPy scalars) and check
-    that it is an nnU-Net checkpoint of the folder's ``trainer``, ``plans``, ``configuration`` and ``fold`` (as
-    nnU-Net records them: ``trainer_name``, ``init_args``); every problem is one line naming the file."""
+    that it is an nnU-Net checkpoint of the folder's ``dataset``, ``trainer``, ``plans``, ``configuration`` and
+    ``fold`` (as nnU-Net records them: ``trainer_name``, ``init_args``); every problem is one line naming the file."""
     from nnunet_se.conversion.reading import open_regular
 
     empty = False
@@ -97,9 +97,10 @@ def read_checkpoint(ckpt: Path, trainer: str, plans: str, configuration: str, fo
         raise UserError(f"{ckpt}: not an nnU-Net checkpoint (expected trainer_name, init_args.configuration and "
                         "network_weights, a dict of tensors)")
     recorded = init.get("plans")
-    found = {"trainer": name, "plans": recorded.get("plans_name") if isinstance(recorded, dict) else None,
+    recorded = recorded if isinstance(recorded, dict) else {}
+    found = {"dataset": recorded.get("dataset_name"), "trainer": name, "plans": recorded.get("plans_name"),
              "configuration": init["configuration"], "fold": init.get("fold")}
-    expected = {"trainer": trainer, "plans": plans, "configuration": configuration, "fold": fold}
+    expected = {"dataset": dataset, "trainer": trainer, "plans": plans, "configuration": configuration, "fold": fold}
     for key, value in found.items():
         if value is not None and str(value) != str(expected[key]):
             raise UserError(f"{ckpt}: checkpoint of {key} {shown(str(value))}, but it lies in the folder of {key} "
@@ -136,7 +137,7 @@ def load_predictor(model_dir: Path, fold: int, checkpoint: str, device: torch.de
     if not ckpt.is_file():
         raise UserError(f"{ckpt}: checkpoint not found (is fold {fold} trained? try --checkpoint final|best)")
     dataset_json, plans_json = _read_json(model_dir / "dataset.json"), _read_json(model_dir / "plans.json")
-    loaded = read_checkpoint(ckpt, trainer, plans, configuration, fold)
+    loaded = read_checkpoint(ckpt, model_dir.parent.name, trainer, plans, configuration, fold)
     try:
         plans_manager = PlansManager(plans_json)
         configuration_manager = plans_manager.get_configuration(loaded.configuration)

@@ -401,6 +401,9 @@ ROUND2_ROWS = [
     Row("exc-ckpt-other-plans", EXC_SSE, ("checkpoint_best.pth", "plans nnUNetResEncUNetMPlans", "plans nnUNetPlans"),
         env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(init_args={
             "configuration": "2d", "plans": {"plans_name": "nnUNetResEncUNetMPlans"}}))),
+    Row("exc-ckpt-other-dataset", EXC_SSE, ("checkpoint_best.pth", "dataset Dataset902_Y", f"dataset {DATASET}"),
+        env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(init_args={
+            "configuration": "2d", "plans": {"plans_name": "nnUNetPlans", "dataset_name": "Dataset902_Y"}}))),
     Row("exc-ckpt-other-fold", EXC_SSE, ("checkpoint_best.pth", "fold 1", "fold 0"),
         env=ROOTS, setup=_with_checkpoint(lambda r: _checkpoint(init_args={"configuration": "2d", "fold": 1}))),
     Row("exc-ckpt-pickled-module", EXC_SSE, ("checkpoint_best.pth", "Python objects other than tensors",
