@@ -104,3 +104,89 @@ def test_trained_by_nnunet_and_captured_by_excitations(site: Path, nnunet_prepro
         for depth, width in enumerate(channels, start=1):
             gates = data[f"depth_{depth}"]
             assert gates.shape == (len(val), width) and np.all((gates > 0) & (gates < 1))  # a sigmoid's open range
+
+
+def _module_class(name: object, with_count: bool = True) -> type:
+    attrs = {"name": name, "__init__": lambda self, *args, **kwargs: None}
+    if with_count:
+        attrs["parameter_count"] = staticmethod(lambda channels, spatial_dims=2, flavour="paper": 0)
+    return type("Gate", (), attrs)
+
+
+@pytest.mark.parametrize(
+    ("name", "with_count", "message"),
+    [
+        ("cse", True, "'cse' is taken by nnunet_se.modules.cse.CSE"),
+        ("none", True, "lower-case identifier other than none"),
+        ("ECA", True, "lower-case identifier"),
+        ("1eca", True, "lower-case identifier"),
+        ("", True, "lower-case identifier"),
+        (None, True, "lower-case identifier"),
+        ("eca", False, "has no parameter_count"),
+    ],
+)
+def test_register_recalibration_refuses(name: object, with_count: bool, message: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnunet_se.modules import registry
+
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        registry.register_recalibration(_module_class(name, with_count))
+
+
+def test_register_recalibration_accepts_a_new_name_once_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnunet_se.modules import registry
+
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
+    gate = _module_class("eca_2")
+    assert registry.register_recalibration(gate) is gate and registry.register_recalibration(gate) is gate
+    assert registry.available_recalibrations()[-1] == "eca_2" and registry.parameter_count("eca_2", 64) == 0
+    with pytest.raises(ValueError, match="taken by"):
+        registry.register_recalibration(_module_class("eca_2"))
+
+
+@pytest.fixture
+def trainer_registry(monkeypatch: pytest.MonkeyPatch):
+    """The trainer registry with an empty set of registered trainers, its caches cleared before and after."""
+    from nnunet_se import trainer_registry
+
+    monkeypatch.setattr(trainer_registry, "_REGISTERED", {})
+    trainer_registry.trainer_infos.cache_clear()
+    trainer_registry._families.cache_clear()
+    yield trainer_registry
+    monkeypatch.undo()
+    trainer_registry.trainer_infos.cache_clear()
+    trainer_registry._families.cache_clear()
+
+
+def test_register_trainers(trainer_registry) -> None:
+    from nnunet_se.trainers import RecalibrationTrainer, nnUNetTrainerCSE
+
+    new = type("nnUNetTrainerNew", (RecalibrationTrainer,), {"recalibration": "cse", "family": "new"})
+    trainer_registry.register_trainers(new)
+    trainer_registry.register_trainers(new)  # the same class again: allowed
+    assert trainer_registry.families()["new"] == ("nnUNetTrainer", "nnUNetTrainerNew")
+    assert trainer_registry.baseline_of("nnUNetTrainerNew") == "nnUNetTrainer"
+    for taken in (nnUNetTrainerCSE, type("nnUNetTrainer", (RecalibrationTrainer,), {}),
+                  type("nnUNetTrainerNew", (RecalibrationTrainer,), {})):
+        with pytest.raises(ValueError, match=f"trainer name {taken.__name__} is taken"):
+            trainer_registry.register_trainers(taken)
+    with pytest.raises(TypeError, match="not a subclass of nnunet_se.trainers.RecalibrationTrainer"):
+        trainer_registry.register_trainers(type("nnUNetTrainerLoose", (), {}))
+
+
+def test_a_plugin_that_does_not_import_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A distribution on sys.path whose nnunet_se.plugins entry point names a module that raises on import."""
+    from nnunet_se.errors import UserError
+    from nnunet_se.plugins import GROUP, load_plugins
+
+    info = tmp_path / "broken_gates-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-gates\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{GROUP}]\nbroken = broken_gates\n")
+    (tmp_path / "broken_gates.py").write_text("raise RuntimeError('no CUDA here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError, match=re.escape(f"plugin broken = broken_gates (entry point group {GROUP}) does "
+                                                  "not import: RuntimeError: no CUDA here")):
+        load_plugins.__wrapped__()  # uncached: the cached answer of this process is left as it is
+    monkeypatch.delitem(sys.modules, "broken_gates", raising=False)
