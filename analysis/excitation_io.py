@@ -24,7 +24,6 @@ DEPTH_KEY = re.compile(r"^depth_(\d+)$")
 MAX_NPZ_BYTES = 2**30
 """Largest uncompressed content of an excitation file (bytes): 10,000 cases x 1,000 channels x 8 depths in float32
 is 320 MB."""
-SIDECAR_KEYS = ("dataset", "trainer", "plans", "configuration", "fold", "checkpoint", "module", "flavour", "channels")
 
 
 @dataclass

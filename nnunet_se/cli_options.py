@@ -28,8 +28,6 @@ MAX_SEED = 2**32 - 1
 """Largest seed: scikit-learn's and NumPy's legacy seed range; 32 bits keep the outputs portable."""
 MAX_FOLD = 999
 """Largest fold number accepted (keeps a typo like ``0-99999999`` from building a huge list)."""
-REMOVED_IN = "0.3.0"
-"""The release that drops the deprecated spellings (accepted with a warning until then; docs/cli.md)."""
 
 _FOLD_RANGE_RE = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
 
@@ -203,7 +201,7 @@ def _require_after_parsing(p: argparse.ArgumentParser, target: argparse.Action) 
 
 def add_deprecated(p: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
     """Accept ``old`` (an option such as ``--id``, or a positional's name) as a hidden alias of the option ``new``
-    until release ``REMOVED_IN``; each use prints one line ``<prog>: warning: <old> is deprecated, use <new>``
+    until release 0.3.0 (docs/cli.md); each use prints one line ``<prog>: warning: <old> is deprecated, use <new>``
     on stderr. The alias stores into ``new``'s destination with ``new``'s action, type, nargs and choices unless
     ``kwargs`` say otherwise; a deprecated positional is optional (one value, or a list when ``new`` takes
     several)."""

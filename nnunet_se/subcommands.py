@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nnunet_se.cli_options import add_debug
-from nnunet_se.errors import UserError, run_cli
+from nnunet_se.errors import run_cli
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,7 @@ def dispatch(prog: str, description: str, commands: Sequence[Subcommand], argv: 
     rest = args[:first] + args[first + 1 :]
 
     def run(rest_args: Sequence[str]) -> int:
-        try:
-            module = importlib.import_module(command.module)
-        except ModuleNotFoundError as exc:
-            if exc.name != command.module:
-                raise
-            raise UserError(f"'{command.name}' is not yet available in this version") from exc
+        module = importlib.import_module(command.module)
         return module.main(list(rest_args), prog=f"{prog} {command.name}")
 
     return run_cli(f"{prog} {command.name}", run, rest)

@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunet_se.analysis.excitation_io import SIDECAR_KEYS
-
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nnunet_e2e")]
 
 
@@ -72,7 +70,8 @@ def test_excitation_files_match_network_channels(pipeline: Pipeline) -> None:
                 assert np.all((g >= 0) & (g <= 1))
             assert sorted(data["case_ids"].tolist()) == sorted(val)
         meta = json.loads(path.with_suffix(".json").read_text())
-        assert set(SIDECAR_KEYS) | {"versions"} <= set(meta)
+        assert {"dataset", "trainer", "plans", "configuration", "fold", "checkpoint", "module", "flavour", "channels",
+                "versions"} <= set(meta)  # the sidecar fields docs/analysis.md lists
         assert meta["channels"] == {str(d): c for d, c in enumerate(channels, start=1)}
         assert (meta["dataset"], meta["trainer"], meta["fold"], meta["checkpoint"]) == (
             run.dataset_name, trainer, 0, "final")
