@@ -74,7 +74,7 @@ class SourceFile:
         try:
             if self.archive is None:
                 return os.stat(self.path).st_size
-            return _open_zip(self.archive).getinfo(self.path).compress_size
+            return _open_zip(self.archive, os.getpid()).getinfo(self.path).compress_size
         except (OSError, KeyError, zipfile.BadZipFile):
             return 0
 
@@ -84,7 +84,7 @@ class SourceFile:
         try:
             if self.archive is None:
                 return read_file(self.path, self.display)
-            archive = _open_zip(self.archive)
+            archive = _open_zip(self.archive, os.getpid())
             info = archive.getinfo(self.path)
             _check_member(info, self.display)
             return read_member(archive, info, self.display)
@@ -108,8 +108,9 @@ def _check_member(info: zipfile.ZipInfo, display: str) -> None:
 
 
 @lru_cache(maxsize=16)
-def _open_zip(archive: str) -> zipfile.ZipFile:
-    """One open handle per archive and process (workers open their own after fork/spawn)."""
+def _open_zip(archive: str, pid: int) -> zipfile.ZipFile:
+    """One open handle per archive and process ``pid``: a forked worker opens its own instead of sharing the
+    parent's file offset (zipfile seeks, then reads, under a lock that only guards threads)."""
     return open_zip(archive)
 
 

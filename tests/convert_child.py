@@ -1,4 +1,5 @@
-"""A real ``nnunet-se-convert`` process that stops at a known point, for the interrupt and concurrency tests.
+"""A real ``nnunet-se-convert`` process that stops at a known point, for the interrupt and concurrency tests (and a
+deadline for tests of things that must not hang).
 
 ``python convert_child.py READY MODE ARGV...`` runs the installed converter on ARGV, except that once its first
 case is staged (the staging folder then holds that case's PNGs, under the dataset lock) it creates the file READY
@@ -15,12 +16,13 @@ was started with SIGINT ignored (a background job inherits that).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,23 @@ def run(ready: Path, mode: str, argv: Sequence[str]) -> int:
 
     converter.convert_case = stage_then_wait
     return main(list(argv))
+
+
+@contextlib.contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Raise TimeoutError in this (main) thread after ``seconds``, interrupting even a blocking ``open`` (a test of
+    something that must not hang fails instead of blocking the suite)."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def start_paused(ready: Path, mode: str, argv: list[str]) -> subprocess.Popen[str]:

@@ -1,11 +1,11 @@
-"""Adversarial table for ``nnunet-se-convert`` (issue 12): generated inputs, one row per case and the class it stands
-for. Every row checks the exit code, the one-line message (no traceback) and the digests of every folder that must
-not change: for refusals the whole workspace (sources, raw, preprocessed, results, anything beside them), for
-successes the sources, the results and whatever the row protects."""
+"""Adversarial tables for ``nnunet-se-convert``: generated inputs, one row per case and the class it stands for
+(data loss, wrong results, hangs, crashes; see the "Input classes: convert" section of docs/errors.md). Every row
+checks the exit code, the one-line message (no traceback) and the digests of every folder that must not change: for
+refusals the whole workspace (sources, raw, preprocessed, results, anything beside them), for successes the
+sources, the results and whatever the row protects. Bounds are tested on both sides."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -14,14 +14,14 @@ import struct
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_harness import assert_one_line_error, call_main, tree_digest
-from convert_child import start_paused, wait_until_ready
+from convert_child import deadline, start_paused, wait_until_ready
 from PIL import Image
 
 from nnunet_se.conversion import cli, reading
@@ -508,22 +508,6 @@ ROWS = [
 ]
 
 
-@contextlib.contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
-    """Raise TimeoutError in this (main) thread after ``seconds``, interrupting even a blocking ``open``."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _row_id(row: Row | object) -> str:
     return row.name if isinstance(row, Row) else row.values[0].name  # type: ignore[attr-defined]
 
@@ -537,7 +521,7 @@ def test_adversarial(row: Row, tmp_path: Path, capsys: pytest.CaptureFixture[str
     kept = [ws.src, ws.results, ws.other, *row.keep(ws)] + ([ws.pre] if row.code else [])
     before_all, before = tree_digest(ws.tmp), {p: tree_digest(p) for p in kept}
     try:
-        with _deadline(60):  # a hang (e.g. opening a named pipe) fails the row instead of blocking the suite
+        with deadline(60):  # a hang (e.g. opening a named pipe) fails the row instead of blocking the suite
             result = call_main(main, argv, capsys)
     finally:
         if ws.raw.is_dir():
@@ -736,7 +720,7 @@ def test_size_bounds(name: str, limits: Callable[[Workspace], dict[str, int]],
         monkeypatch.setattr(reading, attr, value)
     argv = setup(ws)
     before = tree_digest(ws.src)
-    with _deadline(60):
+    with deadline(60):
         result = call_main(main, argv, capsys)
     if fragments is None:
         assert result.code == 0, result

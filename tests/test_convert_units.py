@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import re
 import struct
+import zipfile
 import zlib
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from convert_child import deadline
 from PIL import Image
 from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -21,6 +24,7 @@ from nnunet_se.conversion.converter import run_parallel
 from nnunet_se.conversion.duplicates import PHASH_THRESHOLD, duplicate_groups, hamming_matrix, phash, pixel_digest
 from nnunet_se.conversion.images import decode_image, decode_mask, mask_array
 from nnunet_se.conversion.png import encode_png
+from nnunet_se.conversion.sources import collect_sources
 from nnunet_se.conversion.splits import make_splits
 from nnunet_se.conversion.writer import Case, RawDatasetWriter
 from nnunet_se.errors import UserError
@@ -301,6 +305,25 @@ def test_case_table_is_checked_where_it_is_read(name: str, content: object, erro
         assert list(table) == ["a", "b"] and table["b"]["duplicate_group"] == "dup_001"
         assert table["a"]["class"] == "benign" and table["b"]["notes"] == "grey replicated to RGB"
     else:
-        with pytest.raises(UserError, match=re.escape(error)) as err:
+        with pytest.raises(UserError, match=re.escape(error)) as err, deadline(30):
             read_case_table(tmp_path)
         assert str(path) in str(err.value)
+
+
+def _read_all(files: list) -> list[str]:
+    """SHA-256 of every file's bytes, read 5 times over (runs in a worker process)."""
+    return [hashlib.sha256(f.read()).hexdigest() for _ in range(5) for f in files]
+
+
+def test_archive_members_read_in_forked_workers_are_intact(tmp_path: Path) -> None:
+    """The parent opens the archive first (as the converter does for its cost estimate); workers forked afterwards
+    read its members concurrently and must each get the right bytes (a shared file offset would mix them up: with
+    one shared handle about a fifth of these reads came back wrong)."""
+    archive = tmp_path / "kvasir-seg.zip"
+    rng = np.random.default_rng(3)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(12):
+            zf.writestr(f"Kvasir-SEG/images/c{i}.jpg", rng.integers(0, 256, 100_000, dtype=np.uint8).tobytes())
+    files = collect_sources([archive])
+    expected = [hashlib.sha256(f.read()).hexdigest() for f in files] * 5
+    assert run_parallel([files] * 4, _read_all, 2) == [expected] * 4
