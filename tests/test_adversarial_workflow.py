@@ -514,3 +514,19 @@ def test_status_honours_every_subset_option(world: Path, capsys: pytest.CaptureF
     rows = {r["trainer"]: (r["finished"], r["missing"], {int(k): v for k, v in r["dice"].items()})
             for r in json.loads(result.stdout)}
     assert rows == expected
+
+
+@pytest.mark.parametrize("extra", [("-tr", "paper", PAPER), ("-tr", PAPER, PAPER, "-f", "1", "1-2"),
+                                   ("-d", "601", "-tr", "paper", "-f", "all", "2")],
+                         ids=["family-and-member", "fold-twice", "all-and-a-fold"])
+def test_grid_lists_each_training_once(world: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...]) -> None:
+    """A (dataset, trainer, plans, configuration, fold) named twice, directly or through a family or range, is one
+    job (two array tasks training one fold at once would overwrite each other's checkpoints) or refused."""
+    argv = ["grid", *(() if "-d" in extra else ("-d", "601")), *extra, "--all", "--format", "json"]
+    result = call_main(cli_main, argv, capsys)
+    if result.code != 0:
+        assert_one_line_error(result, "-f/--folds")
+        return
+    keys = [(j["dataset"], j["trainer"], j["plans"], j["configuration"], j["fold"])
+            for j in json.loads(result.stdout)["jobs"]]
+    assert keys and len(keys) == len(set(keys))
