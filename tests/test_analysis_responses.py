@@ -92,3 +92,21 @@ def test_responses_dice_without_match_is_an_error(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(table) in err[0]
     assert not out.exists()
+
+
+def test_unpaired_excitation_file_is_reported_not_dropped_silently(tmp_path, capsys) -> None:
+    """Two folds captured, a Dice for one: the scatter holds the paired fold only and stderr names the other file."""
+    paired, _ = _write(tmp_path, "nnUNetTrainerPaperCSE", 0, 0.1, 0)
+    unpaired, _ = _write(tmp_path, "nnUNetTrainerPaperCSE", 1, 0.1, 1)
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"folds": [
+        {"dataset": "Dataset901_X", "trainer": "nnUNetTrainerPaperCSE", "plans": "nnUNetPlans", "configuration": "2d",
+         "fold": 0, "finished": True, "dice": 80.0},
+        {"dataset": "Dataset901_X", "trainer": "nnUNetTrainerPaperCSE", "plans": "nnUNetPlans", "configuration": "2d",
+         "fold": 1, "finished": False, "dice": None}]}))
+    out = tmp_path / "out"
+    assert cli.main(["responses", str(paired), str(unpaired), "--dice", str(table), "-o", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{unpaired}: no finished fold with a Dice in {table}")
+    points = json.loads((out / "variability.json").read_text())["dice"]["points"]
+    assert {(p["fold"], p["depth"]) for p in points} == {("0", 1), ("0", 2)}
