@@ -17,7 +17,15 @@ from pathlib import Path
 from nnunet_se import cli_options
 from nnunet_se.analysis.outputs import check_output_file, write_text_atomic
 from nnunet_se.analysis.stats import ALTERNATIVES, kfold_test_train_ratio
-from nnunet_se.analysis.tables import Entry, build_table, entries_csv, render_latex, render_markdown
+from nnunet_se.analysis.tables import (
+    Entry,
+    baseline_trainer,
+    build_table,
+    entries_csv,
+    is_model_folder_name,
+    render_latex,
+    render_markdown,
+)
 from nnunet_se.analysis.tabular import csv_text, json_text
 from nnunet_se.errors import UserError
 from nnunet_se.layout import (
@@ -95,7 +103,7 @@ def _kept_trainers(args: argparse.Namespace) -> set[str] | None:
 
     named = {t for names in _expand(args.trainers).values() for t in names}
     if args.baseline:
-        return named | {args.baseline.split("__")[0]}
+        return named | {baseline_trainer(args.baseline)}
     return named | {b for t in named if (b := baseline_of(t)) is not None}
 
 
@@ -119,10 +127,9 @@ def _check_names(found: list[FoldResult], kept: list[FoldResult], args: argparse
         if not trainers & set(names):
             raise UserError(f"-tr {wanted!r}: no results for this trainer (known: {known(trainers)})")
     if args.baseline:
-        models = {r.model for r in found}
-        if args.baseline not in (models if "__" in args.baseline else trainers):
-            raise UserError(f"--baseline {args.baseline!r}: no results for this baseline (known: "
-                            f"{known(models if '__' in args.baseline else trainers)})")
+        names = {r.model for r in found} if is_model_folder_name(args.baseline) else trainers
+        if args.baseline not in names:
+            raise UserError(f"--baseline {args.baseline!r}: no results for this baseline (known: {known(names)})")
     if not kept:
         raise UserError(f"{where}: the filters match no fold together (-d, -tr, -p, -c)")
 

@@ -23,7 +23,7 @@ import pandas as pd
 from nnunet_se.analysis.paper_values import paper_value
 from nnunet_se.analysis.stats import fold_mean_std, holm, nadeau_bengio, paired_ttest, significance_mark, wilcoxon
 from nnunet_se.errors import UserError
-from nnunet_se.layout import model_folder_name, parse_model_folder_name
+from nnunet_se.layout import MODEL_RE, model_folder_name, parse_model_folder_name
 from nnunet_se.results import FoldResult, FoldState
 from nnunet_se.trainer_registry import baseline_of, trainer_infos
 
@@ -153,11 +153,21 @@ def dataset_entries(
     return entries
 
 
+def is_model_folder_name(name: str) -> bool:
+    """Whether ``name`` (a ``--baseline``) is a whole ``<trainer>__<plans>__<configuration>``, not a trainer."""
+    return MODEL_RE.fullmatch(name) is not None
+
+
+def baseline_trainer(baseline: str) -> str:
+    """The trainer of a ``--baseline``: the name itself, or the trainer part of a model folder name."""
+    return parse_model_folder_name(baseline)[0] if is_model_folder_name(baseline) else baseline
+
+
 def _resolve_baseline(model: str, baseline: str | None, models: Sequence[str]) -> str | None:
     """The model folder ``model`` is tested against, if it is among ``models``."""
     if baseline is None:
         name = default_baseline(model)
-    elif "__" in baseline:
+    elif is_model_folder_name(baseline):
         name = baseline
     else:
         name = model_folder_name(baseline, *parse_model_folder_name(model)[1:])

@@ -499,6 +499,15 @@ def _expect_unpaired_folds(payload: dict) -> None:  # the baseline has folds 0-2
     assert cse["p_nadeau_bengio"] == pytest.approx((1 - t / math.sqrt(t * t + 2)) / 2, rel=1e-9)
 
 
+def _expect_baseline(baseline: str, trainers: set[str]) -> Callable[[dict], None]:
+    """CSE (2d) is tested against ``baseline``; only ``trainers`` (-tr and --baseline's trainer) are kept."""
+    def check(payload: dict) -> None:
+        cse = next(e for e in payload["entries"] if e["model"] == f"{CSE}__{PLANS_CONFIG}")
+        assert cse["baseline"] == baseline and cse["n_paired_folds"] == 5
+        assert {e["trainer"] for e in payload["entries"]} == trainers
+    return check
+
+
 OTHER_CONFIG = {**STANDARD, (HAND, CSE, "nnUNetPlans__3d_fullres"): [0.9] * 5}
 OTHER_PLANS = {**STANDARD, (HAND, CSE, "nnUNetResEncUNetMPlans__2d"): [0.9] * 5}
 SELECTIONS = [
@@ -525,6 +534,10 @@ SELECTIONS = [
     Selection("unpaired-cases-reported", STANDARD, (), _expect_unpaired_cases, ("2 cases of the paired folds",
                                                                                 "uses the 4 paired ones"),
               case=lambda trainer, fold: f"case_{fold}_{trainer}" if fold == 0 else f"case_{fold}"),
+    Selection("baseline-trainer", {**STANDARD, (HAND, SRM, PLANS_CONFIG): [0.6] * 5}, ("--baseline", SRM, "-tr", CSE),
+              _expect_baseline(f"{SRM}__{PLANS_CONFIG}", {SRM, CSE})),
+    Selection("baseline-model-folder", OTHER_PLANS, ("--baseline", f"{CSE}__nnUNetResEncUNetMPlans__2d", "-tr", CSE),
+              _expect_baseline(f"{CSE}__nnUNetResEncUNetMPlans__2d", {CSE})),
     Selection("unpaired-folds-not-tested", {**STANDARD, (HAND, BASE, PLANS_CONFIG): [0.70, 0.71, 0.72]}, (),
               _expect_unpaired_folds),
 ]
@@ -554,6 +567,15 @@ def test_selection_and_joins(row: Selection, tmp_path: Path, monkeypatch: pytest
     payload = ({"entries": list(csv.DictReader(io.StringIO(result.stdout)))} if fmt[1] == "csv"
                else json.loads(result.stdout))
     row.expect(payload)
+
+
+def test_paired_tests_are_undefined_without_differences() -> None:
+    """Three pairs with equal differences (t-test, Nadeau-Bengio: zero variance) or zero differences (all three)."""
+    from nnunet_se.analysis.stats import paired_ttest, wilcoxon
+
+    assert math.isnan(paired_ttest([1.0, 2.0, 3.0], [0.0, 1.0, 2.0]))
+    assert math.isnan(nadeau_bengio([1.0, 2.0, 3.0], [0.0, 1.0, 2.0], 0.5))
+    assert math.isnan(wilcoxon([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]))
 
 
 @pytest.mark.parametrize("pairs", [1, 2])
