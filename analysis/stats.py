@@ -3,8 +3,10 @@
 Every test takes ``alternative``: ``"greater"`` (one-sided, H1: the model ``a`` beats the baseline ``b``, so only
 an improvement can be significant, as the paper marks) or ``"two-sided"``.
 
-- ``paired_ttest``: scipy's paired t-test over folds (the paper's test).
-- ``nadeau_bengio``: corrected resampled t-test (Nadeau & Bengio 2003): with fold differences d_j = a_j - b_j
+- ``paired_ttest``: scipy's paired t-test over folds (the paper's test; it ignores that cross-validation folds share
+  training cases, and its false-positive rate exceeds alpha: ``benchmarks/table_test_calibration.py``).
+- ``nadeau_bengio``: corrected resampled t-test (Nadeau & Bengio 2003, Machine Learning 52:239-281; the test
+  Table I's marks come from): with fold differences d_j = a_j - b_j
   (j = 1..k), t = mean(d) / sqrt((1/k + n_test/n_train) * var(d, ddof=1)); p from Student's t with k - 1 d.o.f.:
   P(T >= t) one-sided, P(|T| >= |t|) two-sided.
 - ``wilcoxon``: scipy's Wilcoxon signed-rank test on paired per-case values (zero differences dropped, scipy's
