@@ -53,17 +53,6 @@ def check_radii(radii: Sequence[int]) -> tuple[int, ...]:
     return radii
 
 
-def minmax_scale(x: torch.Tensor, minmax: str) -> torch.Tensor:
-    """Per-channel rescaling to [1, 256] over batch and space (``"batch"``, reference) or space only
-    (``"sample"``): ``1 + 255 (x - min) / clip(max - min, 1e-7, 1e9)``."""
-    if minmax not in MINMAX_MODES:
-        raise ValueError(f"mono: minmax must be one of {', '.join(MINMAX_MODES)}, got {minmax!r}")
-    dims = (0, *range(2, x.dim())) if minmax == "batch" else tuple(range(2, x.dim()))
-    low, high = torch.amin(x, dim=dims, keepdim=True), torch.amax(x, dim=dims, keepdim=True)
-    scale = (MINMAX_HIGH - MINMAX_LOW) / (high - low).clamp(1e-7, 1e9)
-    return MINMAX_LOW + (x - low) * scale
-
-
 def window_sum(
     x: torch.Tensor, dim: int, width: int, start: int, length: int, levels: dict[int, torch.Tensor]
 ) -> torch.Tensor:
@@ -124,33 +113,12 @@ def box_sum(u: torch.Tensor, r: int, transpose: bool = False) -> torch.Tensor:
     return box_sums(u, (r,), transpose)[0]
 
 
-def singularity_exponents(
-    x: torch.Tensor, radii: Sequence[int] = (2, 4, 8), minmax: str | None = "batch"
-) -> torch.Tensor:
-    """Local singularity exponents alpha, ``(N, C, *S) -> (N, C, *S)``, float32 (float64 for float64 input),
-    computed with autocast disabled.
-
-    alpha = OLS slope of ``ln(μ_r + 1e-7)`` on ``ln r`` where ``μ_r`` is the box sum of the min-max rescaled
-    input (``minmax=None`` skips the rescaling: the "raw" alpha of the reference's step 2-3)."""
-    radii = check_radii(radii)
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        u = x.to(squeeze_dtype(x))
-        if minmax is not None:
-            u = minmax_scale(u, minmax)
-        terms = weighted_radii(radii)
-        alpha: torch.Tensor | None = None
-        for (_, w), mu in zip(terms, box_sums(u, [r for r, _ in terms]), strict=True):
-            term = torch.log(mu + EPS) * w
-            alpha = term if alpha is None else alpha + term
-        return alpha
-
-
 class AlphaMoments(torch.autograd.Function):
     """Fused min-max -> box sums -> log -> OLS chain: ``x (N, C, *S)`` (any float dtype) -> per-(sample, channel)
     spatial means of alpha and alpha², ``(N, C)`` each in ``squeeze_dtype(x)``, with a hand-written backward (no
     intermediate autograd graph). Saves only x (its own storage and dtype) and the per-channel (``"batch"``) or
     per-(sample, channel) (``"sample"``) min and max; the backward recomputes the rescaled map, the box sums and
-    alpha from them. Equal to ``singularity_exponents(x, radii, minmax)`` followed by ``mean`` and
+    alpha from them. Equal to the unfused chain (``tests/mono_reference.py``) followed by ``mean`` and
     ``mean of squares``. With a process ``group`` and ``"batch"`` min-max, min and max are those of the global
     batch (all processes of the group), and so are their gradients' shares among ties."""
 
