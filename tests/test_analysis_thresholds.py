@@ -162,3 +162,15 @@ def test_pca_cli_bad_input_is_one_line(tmp_path, capsys, content: bytes | None, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and message in err[0]
     assert not out.exists()
+
+
+def test_robust_scale_of_a_zero_interquartile_range_matches_sklearn() -> None:
+    """Quartiles that coincide (IQR 0) around an outlier: sklearn's robust_scale (the authors' call) keeps the spread
+    at 1, so the outlier keeps its distance from the median (5, not 0.5 or inf); a constant column becomes 0.
+    Both computed in float64 from the same quartiles: absolute 1e-12."""
+    from nnunet_se.analysis.thresholds import scale_columns
+
+    g = np.array([[0.0, 1.0, 2.0], [0.0, 2.0, 2.0], [0.0, 3.0, 2.0], [0.0, 4.0, 2.0], [5.0, 9.0, 2.0]])
+    scaled = scale_columns(g, "robust")
+    np.testing.assert_allclose(scaled, robust_scale(g), rtol=0, atol=1e-12)
+    assert scaled[:, 0].tolist() == [0.0, 0.0, 0.0, 0.0, 5.0] and not scaled[:, 2].any()

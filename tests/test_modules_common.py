@@ -60,6 +60,16 @@ def test_bad_arguments_raise(kwargs: dict, message: str) -> None:
         create_recalibration(**args)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_class_defaults_are_2d_paper(name: str) -> None:
+    """Each module class called with channels only is the 2D paper flavour, like create_recalibration's defaults."""
+    from nnunet_se.modules.registry import REGISTRY
+
+    module = REGISTRY[name](16)
+    assert (module.spatial_dims, module.flavour) == (2, "paper")
+    assert module(torch.randn(2, 16, 7, 7)).shape == (2, 16, 7, 7)
+
+
 @pytest.mark.parametrize(
     "name, options",
     [("mono", {"radii": (1, 2)}), ("fca", {"feature_size": (1, 1)}), ("fca", {"channels": 16}),

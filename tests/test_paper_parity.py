@@ -128,6 +128,16 @@ def test_conv_norm_variants_use_the_reference_constants(norm: str, kind: type, e
     assert all(m.eps == eps and m.momentum == momentum and m.affine for m in norms)
 
 
+def test_multi_class_head_is_a_1x1_softmax_conv() -> None:
+    """More than two classes: the authors' head, one 1x1 conv to ``num_classes`` channels (32 * 3 + 3 parameters in
+    place of the binary head's 32 + 1), so the logits keep the input's size."""
+    net = build_paper_unet(3, 3)
+    head = net.decoder.head
+    assert isinstance(head, nn.Conv2d) and head.kernel_size == (1, 1) and head.out_channels == 3
+    assert sum(p.numel() for p in net.parameters()) == AUTHORS_TRAINABLE["nnUNetTrainerPaper"] - 33 + 99
+    assert net(torch.rand(1, 3, 32, 48)).shape == (1, 3, 32, 48)
+
+
 def test_decoder_upsamples_bilinearly_without_learned_upsampling() -> None:
     net = build_paper_unet(3, 2)
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
