@@ -1,4 +1,4 @@
-"""Train-step time of every plugin trainer's network, eager and ``torch.compile``d, under nnU-Net's defaults (issue 10).
+"""Train-step time of every plugin trainer's network, eager and ``torch.compile``d, under nnU-Net's defaults.
 
 One step = zero_grad, forward under autocast, cross-entropy (summed over the deep-supervision outputs), backward
 through a GradScaler (CUDA fp16), optimizer step. Families and their baselines:
@@ -50,7 +50,7 @@ BASELINES = {"paper": "nnUNetTrainerPaper", "auto": "nnUNetTrainer"}
 DEFAULT_COMPILED = ("nnUNetTrainerPaper", "nnUNetTrainerPaperCSE", "nnUNetTrainerPaperMono",
                     "nnUNetTrainer", "nnUNetTrainerCSE", "nnUNetTrainerMono")
 FUSED = "+fused"  # variant suffix: the trainer's network built with Mono's fused path on
-# issue 10's targets (ratio to the family baseline), judged on one GPU
+# the step-time targets (ratio to the family baseline), judged on one GPU
 TARGETS = {("paper", "compiled"): (1.15, 1.05), ("paper", "eager"): (1.30, 1.10), ("auto", "compiled"): (1.10, None)}
 
 

@@ -1,7 +1,7 @@
 """Train-step time of every plugin trainer relative to its baseline, on the same plans (CPU).
 
 Plans: nnU-Net 2.8.1's own 2d plan for 224x224 RGB PNGs (6-stage PlainConvUNet 32..512, InstanceNorm, LeakyReLU,
-deep supervision, batch 2; measured in ``nnunet_integration.md`` §4), written out below. Auto trainers are compared
+deep supervision, batch 2, as ``nnUNetv2_plan_and_preprocess`` writes it), written out below. Auto trainers are compared
 with the stock ``nnUNetTrainer``; paper trainers (their own fixed U-Net) with ``nnUNetTrainerPaper``. Every trainer
 runs ``train_step`` (forward, loss, backward, optimizer step) on the same fixed batch of ``--batch`` images;
 trainers are interleaved round-robin, after ``--warmup`` untimed rounds, and the median of ``--repeats`` rounds is

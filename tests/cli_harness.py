@@ -1,4 +1,4 @@
-"""Shared checks for the adversarial CLI tables (issue 12): run a console script's ``main`` in-process, assert a
+"""Shared checks for the adversarial CLI tables: run a console script's ``main`` in-process, assert a
 one-line error without traceback, and fingerprint folders that must not change."""
 
 from __future__ import annotations

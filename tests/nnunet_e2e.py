@@ -116,7 +116,7 @@ def nnunet_preprocessed(tmp_path_factory: pytest.TempPathFactory) -> NnunetRun:
         path.mkdir()
     write_synthetic_raw(raw)
     run = NnunetRun(raw, preprocessed, results, _nnunet_env(raw, preprocessed, results))
-    # nnUNet_n_proc_DA must stay unset here: planning calls torch.set_num_threads(<it>) (integration doc §6)
+    # nnUNet_n_proc_DA must not be 0 here: planning calls torch.set_num_threads(get_allowed_n_proc_DA())
     run.run("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "-npfp", "1")
     run.env["nnUNet_n_proc_DA"] = "0"  # train/predict: data augmentation in the main process
     return run

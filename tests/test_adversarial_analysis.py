@@ -1,4 +1,4 @@
-"""Adversarial table for ``nnunet-se-analyze`` (issue 12): bad input from a careful but unlucky user.
+"""Adversarial table for ``nnunet-se-analyze``: bad input from a careful but unlucky user.
 
 Every row builds the same small workspace (generated excitation files, hand-written nnU-Net ``summary.json`` files,
 a table JSON, an earlier output folder and a user folder), runs one command in-process and checks: exit code 1, one

@@ -1,4 +1,4 @@
-"""Adversarial inputs for ``nnunet-se grid`` and ``nnunet-se status`` (issue 12): one row per case and per class of
+"""Adversarial inputs for ``nnunet-se grid`` and ``nnunet-se status``: one row per case and per class of
 input it stands for (empty, huge, negative, multi-line, shell metacharacters, output onto an input, missing or
 unwritable output folder, folds outside the split, unknown names).
 

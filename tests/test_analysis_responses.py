@@ -52,7 +52,7 @@ def test_responses_cli_with_dice(tmp_path, capsys) -> None:
     dice = {"nnUNetTrainerPaperCSE": 80.0, "nnUNetTrainerPaperSRM": 70.0, "nnUNetTrainerPaperMono": 85.0,
             "nnUNetTrainerPaperFCA": 78.0}
     table = tmp_path / "table.json"
-    # the same dataset, trainer and fold under other plans or another configuration must not be paired (issue 12)
+    # the same dataset, trainer and fold under other plans or another configuration must not be paired
     decoys = [("nnUNetResEncUNetMPlans", "2d", 0.0), ("nnUNetPlans", "3d_fullres", 99.0)]
     folds = [{"dataset": "Dataset901_X", "trainer": t, "plans": plans, "configuration": config, "fold": 0,
               "finished": True, "dice": value} for t in dice for plans, config, value in decoys]

@@ -1,4 +1,4 @@
-"""torch.compile (issue 10): every recalibration module and every plugin trainer's network is captured as one graph
+"""torch.compile: every recalibration module and every plugin trainer's network is captured as one graph
 (``fullgraph=True``) with its backward, and nnU-Net's sequence (train steps, eval forwards under ``no_grad``,
 train again) compiles at most one graph per mode; compiled results equal eager ones.
 

@@ -51,7 +51,8 @@ def test_cpu_smoke(gpu_step, tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_targets_and_plan(gpu_step) -> None:
-    """Issue 10's targets per family and mode; the 224x224 nnU-Net 2d plan has 6 stages 32..512."""
+    """The GPU step-time targets per family and mode (benchmarks/gpu_step.py); the 224x224 nnU-Net 2d plan has 6
+    stages 32..512."""
     assert gpu_step.target_for("paper", "compiled", "nnUNetTrainerPaperMono") == 1.15
     assert gpu_step.target_for("paper", "compiled", "nnUNetTrainerPaperSRM") == 1.05
     assert gpu_step.target_for("paper", "eager", "nnUNetTrainerPaperMono") == 1.30

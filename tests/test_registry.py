@@ -19,7 +19,7 @@ from nnunet_se.trainer_registry import (
     trainer_infos,
 )
 
-# The first column of the paper's Table I (Martins et al.; /work/shared/docs/paper_summary.md), top to bottom.
+# The first column of the paper's Table I (Martins, Coimbra, Renna), top to bottom.
 PAPER_TABLE_I_ROWS = ("U-Net", "+cSE", "+SRM", "+FCA", "+Mono")
 STOCK = "nnUNetTrainer"  # nnU-Net's own trainer class
 

@@ -57,8 +57,9 @@ def test_families_cover_the_auto_module_exactly() -> None:
 
 @pytest.mark.parametrize("name", [*(n for n in trainer_infos() if n != STOCK_TRAINER), *DEMO_TRAINERS])
 def test_init_signature_is_nnunets(name: str) -> None:
-    """nnU-Net records __init__ arguments by name and re-creates trainers from them (integration doc §0.3): every
-    trainer of the registry (the paper family overrides __init__) and every demo trainer has nnU-Net's signature."""
+    """nnU-Net records __init__ arguments by name (``nnUNetTrainer.__init__``'s ``my_init_kwargs``) and re-creates
+    trainers from them: every trainer of the registry (the paper family overrides __init__) and every demo trainer
+    has nnU-Net's signature."""
     trainer = ALL_TRAINERS.get(name) or DEMO_TRAINERS[name]
     ours = inspect.signature(trainer.__init__).parameters
     theirs = inspect.signature(nnUNetTrainer.__init__).parameters

@@ -3,8 +3,9 @@ injected after every encoder stage but the bottleneck; everything else is the st
 
 One class per variant (family ``auto``, tested against the stock ``nnUNetTrainer``); ``*_original`` (family
 ``original``, no Table I row) use the official-paper semantics where they differ from the paper group's
-reference (``recalibration_reference.md`` §8; sSE differs only in its initialisation). Mono has one definition;
-its trainer min-maxes per image (``minmax="sample"``), as the paper trainers do (``docs/trainers.md``).
+reference code (docs/modules.md, "Choices per module and flavour"; sSE differs only in its initialisation). Mono
+has one definition; its trainer min-maxes per image (``minmax="sample"``), as the paper trainers do
+(``docs/trainers.md``).
 """
 
 from __future__ import annotations
