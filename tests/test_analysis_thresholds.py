@@ -174,3 +174,15 @@ def test_robust_scale_of_a_zero_interquartile_range_matches_sklearn() -> None:
     scaled = scale_columns(g, "robust")
     np.testing.assert_allclose(scaled, robust_scale(g), rtol=0, atol=1e-12)
     assert scaled[:, 0].tolist() == [0.0, 0.0, 0.0, 0.0, 5.0] and not scaled[:, 2].any()
+
+
+@pytest.mark.parametrize("count", ["reach", "below"])
+def test_one_component_spectrum(count: str) -> None:
+    """A single channel: the one component explains everything (r_1 = 1 >= delta, so k = 1 when reaching, 0 below
+    delta < 1), and a constant channel has no weight at all (k = 0 under both counts)."""
+    expected = 1 if count == "reach" else 0
+    assert int(count_components(np.array([1.0]), 0.95, count)) == expected
+    assert int(count_components(np.array([0.0]), 0.95, count)) == 0
+    g = np.array([[0.1], [0.7], [0.4]])
+    assert threshold(g, Convention(count=count)) == expected
+    assert threshold(np.full((3, 1), 0.5), Convention(count=count)) == 0
