@@ -208,8 +208,8 @@ def jackknife_interval(g: np.ndarray, convention: Convention, level: float = 0.9
        G = n // d groups of d = max(1, n // 20) (the n mod d left over are always kept);
        se_j^2 = (G - 1) / G * sum_g (r_j(g) - mean_g r_j)^2;
     3. each r_j normal around its mean: E[k] = 1 + sum_j Phi((delta - mu_j) / se_j). Moving every mu_j by
-       -+ z se_j (z the normal quantile of ``level``) gives the ends 1 + sum_j Phi((delta - r_j) / se_j -+ z),
-       widened to contain k.
+       -+ t se_j (t the Student quantile of ``level`` with G - 1 degrees of freedom, as se_j is estimated from G
+       groups) gives the ends 1 + sum_j Phi((delta - r_j) / se_j -+ t), widened to contain k.
     Needs n >= 3 (the jackknife keeps n - d >= 2 cases); else the interval is NaN.
     """
     g = np.asarray(g, dtype=np.float64)
@@ -229,7 +229,7 @@ def jackknife_interval(g: np.ndarray, convention: Convention, level: float = 0.9
     values = np.concatenate([batch_ratio(scaled[keep[i:i + chunk]], fixed)[0] for i in range(0, groups, chunk)])
     values = np.pad(values, ((0, 0), (0, ratio.size - values.shape[1])), constant_values=1.0)
     se = np.sqrt((groups - 1) / groups * np.sum((values - values.mean(axis=0)) ** 2, axis=0))
-    z = float(stats.norm.ppf(0.5 + level / 2.0))
+    z = float(stats.t.ppf(0.5 + level / 2.0, df=groups - 1))  # se has G - 1 degrees of freedom
     low = expected_count(ratio, se, convention.delta, convention.count, int(rank), -z)
     high = expected_count(ratio, se, convention.delta, convention.count, int(rank), z)
     return ThresholdInterval(k, min(low, k), max(high, k), "jackknife")

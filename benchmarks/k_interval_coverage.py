@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -168,19 +169,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, help="draws per scenario that get an interval (default 80, quick 30)")
     p.add_argument("--truth", type=int, help="independent draws for E[k_hat_n] (default 300, quick 200)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (results do not depend on it)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     draws = args.draws or (30 if args.quick else 80)
     truth = args.truth or (200 if args.quick else 300)
     start = time.perf_counter()
-    rows = []
-    for i, scenario in enumerate(grid(args.quick)):
-        rows.append(run_scenario(scenario, truth, draws, seed=args.seed + 1000 * i))
-        r = rows[-1]
-        print(f"{r.preset} {r.spectrum} C={r.channels} n={r.cases}: E[k]={r.expected_k:.2f} "
-              f"range {r.true_low}-{r.true_high} coverage {r.coverage:.2f} width {r.mean_width:.2f}"
-              f"/{r.width_limit:.0f} {'ok' if r.passed else 'FAIL'} ({r.seconds:.1f} s)", flush=True)
-    settings = {"command": "python benchmarks/k_interval_coverage.py" + (" --quick" if args.quick else ""),
+    scenarios = grid(args.quick)
+    seeds = [args.seed + 1000 * i for i in range(len(scenarios))]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = []
+        for r in pool.map(run_scenario, scenarios, [truth] * len(scenarios), [draws] * len(scenarios), seeds):
+            rows.append(r)
+            print(f"{r.preset} {r.spectrum} C={r.channels} n={r.cases}: E[k]={r.expected_k:.2f} "
+                  f"range {r.true_low}-{r.true_high} coverage {r.coverage:.2f} width {r.mean_width:.2f}"
+                  f"/{r.width_limit:.0f} {'ok' if r.passed else 'FAIL'} ({r.seconds:.1f} s)", flush=True)
+    settings = {"command": "python benchmarks/k_interval_coverage.py" + (" --quick" if args.quick else "")
+                + (f" --draws {args.draws}" if args.draws else "") + (f" --truth {args.truth}" if args.truth else ""),
+                "jobs": args.jobs,
                 "draws": draws, "truth": truth, "seed": args.seed, "level": 0.95, "logit_variance": LOGIT_VARIANCE,
                 "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
                 "seconds": time.perf_counter() - start}

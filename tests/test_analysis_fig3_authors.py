@@ -1,4 +1,4 @@
-"""Fig. 3 from the authors' own stored excitations (issue 11): the default ``pca`` convention must reproduce the
+"""Fig. 3 from the authors' own stored excitations: the default ``pca`` convention must reproduce the
 published k values at l = 3 at least as well as any other named convention, and at least 8/12 exactly and 11/12
 within one. The oracle is the authors' data: their CSVs (checked against the recorded sha256) and the k values
 hard-coded in their notebook (``fig3_published.json``), plus the counts their notebook printed for ISIC-18.
