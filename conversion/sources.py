@@ -128,10 +128,16 @@ def _zip_members(archive: Path, source: Path) -> list[SourceFile]:
     return out
 
 
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
 def _walk(root: Path) -> Iterable[Path]:
-    """Files under ``root`` in sorted order, following symbolic links to folders (each real folder once)."""
+    """Files under ``root`` in sorted order, following symbolic links to folders (each real folder once). A folder
+    that cannot be listed (permissions) raises its ``OSError`` instead of being skipped, which would drop its cases
+    silently."""
     seen: set[Path] = set()
-    for folder, dirs, names in os.walk(root, followlinks=True):
+    for folder, dirs, names in os.walk(root, followlinks=True, onerror=_raise):
         real = Path(folder).resolve()
         if real in seen:
             dirs[:] = []

@@ -729,3 +729,25 @@ def test_size_bounds(name: str, limits: Callable[[Workspace], dict[str, int]],
         assert_one_line_error(result, *fragments)
         assert result.code == 1 and sorted(ws.raw.iterdir()) == []
     assert tree_digest(ws.src) == before
+
+
+def test_a_source_folder_that_cannot_be_listed_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class folder the user may not list (here: listing it fails as for a folder without read permission, which
+    root could still read) stops the run naming it, instead of converting the other classes with exit 0."""
+    ws = Workspace(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(ws.results))
+    source = _busi(ws.other / "busi")
+    hidden = source / "Dataset_BUSI_with_GT" / "malignant"
+    scandir = os.scandir
+
+    def refuse(path: object = ".") -> object:
+        if Path(os.fspath(path)) == hidden:  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied", str(hidden))
+        return scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    before = tree_digest(ws.tmp)
+    assert_one_line_error(call_main(main, ws.args(source=source, dataset="busi"), capsys),
+                          f"{hidden}: Permission denied")
+    assert tree_digest(ws.tmp) == before
