@@ -51,7 +51,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-MODULE_TESTS = [f"tests/test_modules_{n}.py" for n in ("constants", "cse", "fca", "mono", "srm", "common")]
+MODULE_TESTS = [f"tests/test_modules_{n}.py"
+                for n in ("constants", "cse", "fca", "mono", "running_stats", "srm", "common", "ddp")]
 # module -> the test files that cover it, most specific (and fastest to fail) first
 TESTS: dict[str, list[str]] = {
     "nnunet_se/modules/common.py": MODULE_TESTS,
@@ -60,9 +61,11 @@ TESTS: dict[str, list[str]] = {
     "nnunet_se/modules/sse.py": ["tests/test_modules_cse.py", "tests/test_modules_common.py"],
     "nnunet_se/modules/fca.py": ["tests/test_modules_fca.py", "tests/test_modules_constants.py",
                                  "tests/test_modules_common.py"],
-    "nnunet_se/modules/srm.py": ["tests/test_modules_srm.py", "tests/test_modules_common.py"],
+    "nnunet_se/modules/srm.py": ["tests/test_modules_srm.py", "tests/test_modules_common.py",
+                                 "tests/test_modules_ddp.py"],
     "nnunet_se/modules/mono.py": ["tests/test_modules_mono.py", "tests/test_modules_constants.py",
-                                  "tests/test_modules_common.py"],
+                                  "tests/test_modules_running_stats.py", "tests/test_modules_common.py",
+                                  "tests/test_modules_ddp.py"],
     "nnunet_se/modules/registry.py": ["tests/test_modules_common.py"],
     "conversion/images.py": ["tests/test_convert_units.py"],
     "conversion/splits.py": ["tests/test_splits_authors.py", "tests/test_convert_units.py"],
