@@ -177,6 +177,19 @@ def test_loss_by_hand() -> None:
     assert float(PaperLoss()(logits + 3.0, target)) == pytest.approx(expected, rel=1e-6)  # softmax shift
 
 
+def test_loss_epsilon_matters_on_an_empty_mask() -> None:
+    """An empty 2x2 mask predicted as confident background (z = -30, p = sigmoid(-30) = 9.4e-14 per pixel): the soft
+    Dice is e / (4 p + e), so the authors' e = 1e-12 gives 0.727 (1e-11 would give 0.964); the BCE is about p.
+    float32 p (one rounding) and a 4-term sum: relative 3e-7 on 4p, so absolute 1e-6 on the loss (rel=0)."""
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[:, 1] = -30.0
+    target = torch.zeros(1, 1, 2, 2, dtype=torch.long)
+    p = 1 / (1 + math.exp(30.0))
+    expected = 0.5 * -math.log1p(-p) + 0.5 * (1 - 1e-12 / (4 * p + 1e-12))
+    assert float(PaperLoss()(logits, target)) == pytest.approx(expected, rel=0, abs=1e-6)
+    assert abs(expected - 0.5 * (1 - 1e-11 / (4 * p + 1e-11))) > 0.1
+
+
 def test_loss_matches_the_authors_formula_in_numpy() -> None:
     rng = np.random.default_rng(3)
     z = rng.normal(0, 3, (3, 1, 5, 4))
