@@ -89,6 +89,7 @@ NAMED = [
 # scored.
 EQUIVALENT = {
     ("fold_of = np.full(n, -1)", "1", "2"): "placeholder fold, overwritten for every case before it is read",
+    ("x = np.zeros((n, 1))", "1", "2"): "placeholder features: sklearn's splitters read only their number of rows",
     ("return [(r, w) for r, w in zip(radii, ols_weights(radii), strict=True) if abs(w) >= 1e-12]", ">=", ">"):
         "no least-squares weight of integer radii is exactly 1e-12",
     **{(f'def parameter_count(cls, channels: int, spatial_dims: int = 2, flavour: str = "paper", **options: Any)'

@@ -186,3 +186,24 @@ def test_one_component_spectrum(count: str) -> None:
     g = np.array([[0.1], [0.7], [0.4]])
     assert threshold(g, Convention(count=count)) == expected
     assert threshold(np.full((3, 1), 0.5), Convention(count=count)) == 0
+
+
+@pytest.mark.parametrize("scale", ["none", "standard", "robust"])
+def test_batched_thresholds_equal_one_matrix_at_a_time(scale: str) -> None:
+    """A batch of 5 matrices of 7 cases x 4 channels (B differs from n and C, so a misplaced axis cannot broadcast
+    silently): batch_threshold gives each matrix's own k."""
+    from nnunet_se.analysis.thresholds import batch_threshold
+
+    g = np.random.default_rng(3).normal(size=(5, 7, 4)) * np.array([3.0, 1.0, 0.5, 0.1])
+    convention = Convention(scale=scale, delta=0.9)
+    assert batch_threshold(g, convention).tolist() == [threshold(m, convention) for m in g]
+
+
+@pytest.mark.parametrize(("delta", "valid"), [(0.0, False), (1e-9, True), (1.0, True), (1.0 + 1e-9, False)])
+def test_delta_lies_in_the_half_open_unit_interval(delta: float, valid: bool) -> None:
+    """delta in (0, 1]: both ends on both sides."""
+    if valid:
+        assert Convention(delta=delta).delta == delta
+    else:
+        with pytest.raises(ValueError, match="delta must lie in"):
+            Convention(delta=delta)
