@@ -1,5 +1,5 @@
-"""Mono's batch norm over alpha: the running statistics at the smallest batches, and the choice between the fused
-op and the PyTorch path. Oracles are closed forms of alpha on one- and two-position maps."""
+"""Running statistics of the modules' batch norms (Mono at the smallest batches, SRM's cumulative average) and Mono's
+choice between the fused op and the PyTorch path. Oracles are closed forms (alpha on one- and two-position maps)."""
 
 from __future__ import annotations
 
@@ -66,3 +66,23 @@ def test_mono_fused_option_decides_where_the_fused_op_is_available(
     else:
         assert torch.isfinite(module(x)).all()
     assert calls == (["sample"] if expect_fused else [])
+
+
+@pytest.mark.parametrize(
+    "flavour, running_var",
+    [("paper", (0.5, (4 + 8 / 3) / 2)),  # Keras-style biased batch variances: step 1 (1, 4), step 2 (0, 8/3)
+     ("original", (1.0, 6.0))],  # PyTorch's unbiased ones: step 1 (2, 8), step 2 (0, 4)
+)
+def test_srm_cumulative_running_statistics(flavour: str, running_var: tuple[float, float]) -> None:
+    """``bn_momentum=None`` is PyTorch's cumulative average: after two batches the running statistics are the plain
+    means of the two batches' statistics (the initial 0 / 1 drop out). z is the channel means (cfc = [1, 0]): step 1
+    z = [[1, 2], [3, 6]] (means 2, 4), step 2 z = [[0, 0], [0, 2], [0, 4]] (means 0, 2). float64: absolute 1e-12."""
+    module = create_recalibration("srm", 2, 2, flavour, bn_momentum=None).double().train()
+    with torch.no_grad():
+        module.cfc.copy_(torch.tensor([[1.0, 0.0]]).expand_as(module.cfc))
+    for z in ([[1.0, 2.0], [3.0, 6.0]], [[0.0, 0.0], [0.0, 2.0], [0.0, 4.0]]):
+        module(torch.tensor(z, dtype=torch.float64)[:, :, None, None].expand(-1, -1, 3, 3))
+    expected = {"running_mean": (1.0, 3.0), "running_var": running_var}
+    for name, value in expected.items():
+        torch.testing.assert_close(getattr(module.bn, name), torch.tensor(value, dtype=torch.float64), rtol=0,
+                                   atol=1e-12)
