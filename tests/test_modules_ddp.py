@@ -12,6 +12,7 @@ One spawn runs every case (about 5-10 s, most of it starting the two interpreter
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,26 +57,29 @@ def build(case: str) -> nn.Module:
     return module
 
 
-def step(module: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> dict:
-    """One train forward + backward of ``(y · weights).sum()``; the values to compare."""
+def step(module: nn.Module, x: torch.Tensor, weights: torch.Tensor, forward: Callable | None = None) -> dict:
+    """One train forward (``forward``, default ``module``) + backward of ``(y · weights).sum()``; the values to
+    compare."""
     x = x.clone().requires_grad_()
-    y = module(x)
+    y = (module if forward is None else forward)(x)
     (y * weights).sum().backward()
     return {"y": y.detach(), "x_grad": x.grad,
             **{f"grad {n}": p.grad for n, p in module.named_parameters()},
             **{f"buffer {n}": b.clone() for n, b in module.named_buffers()}}
 
 
-def worker(rank: int, init_file: str, out: str) -> None:
+def worker(rank: int, init_file: str, out: str, cases: list[str], compiled: bool) -> None:
+    """Each case on this process's half of the batch, eager or ``torch.compile``d (aot_eager, one graph)."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         x, weights = batch()
         part = slice(rank * SHAPE[0] // WORLD, (rank + 1) * SHAPE[0] // WORLD)
         results = {}
-        for case in CASES:
+        for case in cases:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(build(case))
             assert sync_group(module.bn) is not None
-            results[case] = step(module, x[part], weights[part])
+            forward = torch.compile(module, backend="aot_eager", fullgraph=True) if compiled else None
+            results[case] = step(module, x[part], weights[part], forward)
             for key, grad in results[case].items():
                 if key.startswith("grad "):  # DDP's gradient average (its wrapper refuses CPU SyncBatchNorm)
                     dist.all_reduce(grad)
@@ -85,15 +89,32 @@ def worker(rank: int, init_file: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+def spawn(folder: Path, cases: list[str], compiled: bool) -> list[dict]:
+    mp.spawn(worker, args=(str(folder / "rendezvous"), str(folder), cases, compiled), nprocs=WORLD, join=True)
+    return [torch.load(folder / f"rank{r}.pt") for r in range(WORLD)]
+
+
 @pytest.fixture(scope="module")
 def distributed(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    folder = tmp_path_factory.mktemp("ddp")
-    mp.spawn(worker, args=(str(folder / "rendezvous"), str(folder)), nprocs=WORLD, join=True)
-    return [torch.load(folder / f"rank{r}.pt") for r in range(WORLD)]
+    return spawn(tmp_path_factory.mktemp("ddp"), list(CASES), compiled=False)
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_processes_equal_one(distributed: list[dict], case: str) -> None:
+    assert_equal_to_one_process(distributed, case)
+
+
+@pytest.mark.slow
+def test_compiled_two_processes_equal_one(tmp_path: Path) -> None:
+    """Under ``torch.compile`` (fullgraph, aot_eager: dynamo and AOTAutograd trace the collectives and the
+    hand-written backward) the synchronised paths still equal one process. About a minute (compiles)."""
+    cases = ["mono paper (batch min-max)", "srm paper"]
+    distributed = spawn(tmp_path, cases, compiled=True)
+    for case in cases:
+        assert_equal_to_one_process(distributed, case)
+
+
+def assert_equal_to_one_process(distributed: list[dict], case: str) -> None:
     x, weights = batch()
     module = build(case)
     assert sync_group(module.bn) is None  # no process group here: local statistics
