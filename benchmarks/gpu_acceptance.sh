@@ -1,45 +1,61 @@
 #!/usr/bin/env bash
-# Issue 10's GPU acceptance run as ONE device call; the whole script stays under ACC_TOTAL_S (410 s) of wall time.
-#   here:    bash ../shared/tools/gpu/prepare.sh
-#   device:  carry [".gpu"], command:
+# GPU acceptance run of every trainer as ONE device call; the script stays under ACC_TOTAL_S (540 s) of wall time, so
+# with the wheels' setup (about 30 s) it fits one 10-minute call.
+#   device:  carry [".gpu"] (the wheels that device_setup.sh installs), command:
 #            export PYTHONSAFEPATH=1 && source .gpu/device_setup.sh && bash benchmarks/gpu_acceptance.sh
 #            (without PYTHONSAFEPATH, device_setup's `python3 -c` import check from the project root finds the
 #            ./nnunet_se source folder, which lacks the mapped packages, instead of the installed nnunet_se)
 #   CPU dry run (catches script bugs; no compile: nnU-Net never compiles on the CPU, tiny sizes):
 #            ACC_DEVICE=cpu OUT=/tmp/acc_out bash benchmarks/gpu_acceptance.sh
-# Stages in priority order; each runs under `timeout` with min(its budget, time left before the deadline) and is
-# skipped when less than ACC_MIN_S (20 s) is left. Every stage writes its log under $OUT as it runs and appends its
-# headline to $OUT/summary.txt; a failed stage never stops the later ones. $OUT/acceptance.json collects the numbers.
-#   0. synthetic dataset (nnunet_se.synthetic, ACC_N_TRAIN cases of ACC_SIZE px: nnU-Net caps the 2d batch at 5 % of
-#      the dataset, so 240 cases give batch 12), fold 0 cut to ACC_VAL_CASES validation cases, plan + preprocess 2d;
-#   1. nnUNetv2_train 990 2d 0 with nnU-Net's defaults (torch.compile, fp16 autocast + GradScaler),
-#      RecalibrationTrainer (nnU-Net's network, no module) then nnUNetTrainerMono, ACC_EPOCHS epochs x ACC_ITERATIONS
-#      iterations (train and val), TORCH_LOGS=recompiles,graph_breaks: epoch times (epoch 0 compiles), recompiles,
-#      graph breaks, final-validation time per case (compiled predictor, from the log's timestamps);
-#   2. benchmarks/gpu_step.py: every trainer eager, then compiled: paper baseline + PaperMono, auto baseline + Mono
-#      (three runs, each with its own gpu_step.{json,md} under $OUT/gpu_step_<part>/);
-#   3. nnUNetv2_predict (eager, nnU-Net's predict default) on the test images with both trainers' final checkpoints;
-#   4. tests/test_compile.py on CUDA (aot_eager), if pytest is installed there.
-# Afterwards: benchmarks/results/ takes $OUT/gpu_step_*/gpu_step.{json,md}; docs/modules.md the summary.
+# Stages in priority order (ACC_STAGES, default "train predict steps mono tests"); each runs under `timeout` with
+# min(its budget, time left before the deadline) and is skipped when less than ACC_MIN_S (20 s) is left. Every stage
+# writes its log under $OUT as it runs, appends its headline to $OUT/summary.txt and refreshes $OUT/acceptance.{json,md}
+# (benchmarks/gpu_acceptance_summary.py), so a run cut by the call's limit still reports every finished stage; a failed
+# stage never stops the later ones. With the H100's compile times one call covers dataset, train and predict (about
+# 8 min); the next session's call runs ACC_STAGES="steps mono", a third one what that left (e.g. ACC_STAGES=mono).
+#   0. (train, predict) synthetic dataset (nnunet_se.synthetic, ACC_N_TRAIN cases of ACC_SIZE px: nnU-Net caps the
+#      2d batch at 5 % of the dataset, so 240 cases give batch 12), fold 0 cut to ACC_VAL_CASES validation cases,
+#      plan + preprocess 2d;
+#   1. train: nnUNetv2_train 990 2d 0 with nnU-Net's defaults (torch.compile, fp16 autocast + GradScaler) for
+#      RecalibrationTrainer (nnU-Net's network, no module) then nnUNetTrainerMono, ACC_EPOCHS epochs x
+#      ACC_ITERATIONS iterations, TORCH_LOGS=recompiles,graph_breaks, through benchmarks/nnunet_measured.py (nnU-Net's
+#      own entry point plus a peak-memory line per epoch): epoch times (epoch 0 compiles), peak CUDA memory of the
+#      training iterations, recompiles, graph breaks, final-validation time per case. NNUNET_SE_MONO_FUSED=1 in the
+#      command's environment trains Mono with its fused path;
+#   2. predict: nnUNetv2_predict (nnU-Net's defaults) on the test images with both final checkpoints, through
+#      benchmarks/nnunet_measured.py (seconds per case of the sliding-window prediction);
+#   3. steps: benchmarks/gpu_step.py compiled (inductor), nnU-Net 2d plan at ACC_STEP_BATCH (12, the training batch),
+#      one run per module (ACC_STEP_TRAINERS: cSE, sSE, scSE, SRM, FCA), each with the baseline, into
+#      $OUT/gpu_step_<trainer>/ (a cut run loses one module; the inductor cache makes the repeated baseline cheap);
+#   4. mono: gpu_step.py --mono-fused, Mono's fused path vs its PyTorch path, eager, then compiled (ACC_STEP_MONO_S);
+#   5. tests: tests/test_compile.py on CUDA (aot_eager), if pytest is installed there.
+# Afterwards: benchmarks/results/ takes $OUT/acceptance.{json,md} and $OUT/gpu_step_*/gpu_step.{json,md};
+# docs/modules.md the headline numbers.
 set -uo pipefail
 : "${OUT:?set OUT (the device machine sets it)}"
 mkdir -p "$OUT"
 START=$(date +%s)
-DEADLINE=$(( START + ${ACC_TOTAL_S:-410} ))
-MIN_S=${ACC_MIN_S:-20}
 DEVICE=${ACC_DEVICE:-cuda}
+MIN_S=${ACC_MIN_S:-20}
+STAGES=" ${ACC_STAGES:-train predict steps mono tests} "
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STEP_TRAINERS=(${ACC_STEP_TRAINERS:-nnUNetTrainerCSE nnUNetTrainerSSE nnUNetTrainerSCSE nnUNetTrainerSRM nnUNetTrainerFCA})
 if [ "$DEVICE" = cpu ]; then  # dry-run sizes
   N_TRAIN=${ACC_N_TRAIN:-20} N_TEST=${ACC_N_TEST:-2} SIZE=${ACC_SIZE:-64} EPOCHS=${ACC_EPOCHS:-2}
   ITERATIONS=${ACC_ITERATIONS:-2} VAL_CASES=${ACC_VAL_CASES:-2} NP=${ACC_NP:-1}
-  STEP_SIZE=(--size 32 --paper-batch 2 --auto-batch 2 --rounds 1 --steps 1 --warmup 0 --backend aot_eager)
+  STEP_ARGS=(--size 32 --auto-batch 2 --rounds 1 --steps 1 --warmup 0 --backend aot_eager)
   export nnUNet_def_n_proc=${nnUNet_def_n_proc:-1}
   TRAIN_ENV=(nnUNet_n_proc_DA=0)  # planning calls torch.set_num_threads(nnUNet_n_proc_DA): train/predict only
+  TOTAL_S=1800 PREP_S=400 TRAIN_S=(400 400) PREDICT_S=200 STEP_S=300 MONO_S=300  # slow shared CPU: flow only
 else
   N_TRAIN=${ACC_N_TRAIN:-240} N_TEST=${ACC_N_TEST:-4} SIZE=${ACC_SIZE:-224} EPOCHS=${ACC_EPOCHS:-2}
-  ITERATIONS=${ACC_ITERATIONS:-25} VAL_CASES=${ACC_VAL_CASES:-5} NP=${ACC_NP:-8}
-  STEP_SIZE=(--rounds 3 --steps 5 --warmup 1)
+  ITERATIONS=${ACC_ITERATIONS:-20} VAL_CASES=${ACC_VAL_CASES:-4} NP=${ACC_NP:-8}
+  STEP_ARGS=(--auto-batch "${ACC_STEP_BATCH:-12}" --rounds 3 --steps 5 --warmup 1)
   TRAIN_ENV=()
+  TOTAL_S=540 PREP_S=80 TRAIN_S=(120 190) PREDICT_S=40 STEP_S=80 MONO_S=220
 fi
+DEADLINE=$(( START + ${ACC_TOTAL_S:-$TOTAL_S} ))
+STEP_S=${ACC_STEP_S:-$STEP_S} MONO_S=${ACC_STEP_MONO_S:-$MONO_S}
 DEV_ARGS=(-device "$DEVICE")
 # PYTHONSAFEPATH: `python3 -c`/`python3 -` from the project root would import ./nnunet_se (the source folder, without
 # the conversion/trainers/analysis packages that setup maps in) instead of the installed package
@@ -53,24 +69,27 @@ rm -rf /tmp/acc && mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed" "$nnUNet_result
 summary="$OUT/summary.txt"
 : > "$summary"
 say() { echo "$*" | tee -a "$summary"; }
+wants() { [[ "$STAGES" == *" $1 "* ]]; }
 # budget NAME SECONDS: prints the stage's time limit (its budget or the time left), or fails when under MIN_S is left
 budget() {
-  local left=$(( DEADLINE - $(date +%s) - 15 ))  # 15 s: timeout -k 10 plus the summary
+  local left=$(( DEADLINE - $(date +%s) - 10 ))  # 10 s: timeout -k 10 plus the summary
   local limit=$(( $2 < left ? $2 : left ))
   if [ "$left" -lt "$MIN_S" ]; then say "$1: skipped, ${left}s left before the deadline" >&2; return 1; fi
   echo "$limit"
 }
 elapsed() { echo $(( $(date +%s) - $1 )); }
 rc() { if [ "$1" -ge 124 ]; then echo "rc=$1 (time limit)"; else echo "rc=$1"; fi; }  # 124/137: timeout
+refresh() { python3 "$HERE/gpu_acceptance_summary.py" "$OUT" > "$OUT/summary_refresh.log" 2>&1; }
 
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no cuda')" 2>&1 | tee -a "$summary"
-say "device=$DEVICE n_train=$N_TRAIN size=$SIZE epochs=$EPOCHS iterations=$ITERATIONS val_cases=$VAL_CASES" \
-  "nnUNet_compile=${nnUNet_compile-unset} nnUNet_extTrainer=${nnUNet_extTrainer:-}"
+say "device=$DEVICE stages=${STAGES# } n_train=$N_TRAIN size=$SIZE epochs=$EPOCHS iterations=$ITERATIONS" \
+  "val_cases=$VAL_CASES nnUNet_compile=${nnUNet_compile-unset} NNUNET_SE_MONO_FUSED=${NNUNET_SE_MONO_FUSED-unset}" \
+  "nnUNet_extTrainer=${nnUNet_extTrainer:-}"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 
 # ---- 0. dataset -----------------------------------------------------------------------------------------------------
-if limit=$(budget dataset "${ACC_PREP_S:-80}"); then
+if (wants train || wants predict) && limit=$(budget dataset "${ACC_PREP_S:-$PREP_S}"); then
   t0=$(date +%s)
   ACC_N_TRAIN=$N_TRAIN ACC_N_TEST=$N_TEST ACC_SIZE=$SIZE ACC_VAL_CASES=$VAL_CASES timeout -k 10 "$limit" python3 - \
     > "$OUT/dataset.log" 2>&1 <<'EOF'
@@ -91,60 +110,75 @@ splits[0] = {"train": sorted(splits[0]["train"] + splits[0]["val"][keep:]), "val
 print(folder, "fold 0:", len(splits[0]["train"]), "train /", len(splits[0]["val"]), "val")
 EOF
   say "dataset $(rc $?) $(elapsed "$t0")s: $(tail -1 "$OUT/dataset.log")"
-fi
-if limit=$(budget preprocess "${ACC_PREP_S:-80}"); then
-  t0=$(date +%s)
-  timeout -k 10 "$limit" nnUNetv2_plan_and_preprocess -d 990 -c 2d -np "$NP" -npfp "$NP" > "$OUT/preprocess.log" 2>&1
-  say "preprocess $(rc $?) $(elapsed "$t0")s"
-  plans=$nnUNet_preprocessed/Dataset990_GpuAcceptance/nnUNetPlans.json
-  cp "$plans" "$OUT/" 2>/dev/null
-  python3 -c "import json, sys; c = json.load(open(sys.argv[1]))['configurations']['2d']; \
+  if limit=$(budget preprocess "${ACC_PREP_S:-$PREP_S}"); then
+    t0=$(date +%s)
+    timeout -k 10 "$limit" nnUNetv2_plan_and_preprocess -d 990 -c 2d -np "$NP" -npfp "$NP" > "$OUT/preprocess.log" 2>&1
+    say "preprocess $(rc $?) $(elapsed "$t0")s"
+    plans=$nnUNet_preprocessed/Dataset990_GpuAcceptance/nnUNetPlans.json
+    cp "$plans" "$OUT/" 2>/dev/null
+    python3 -c "import json, sys; c = json.load(open(sys.argv[1]))['configurations']['2d']; \
 print('plan 2d: batch', c['batch_size'], 'patch', c['patch_size'], 'features', \
 c['architecture']['arch_kwargs']['features_per_stage'])" "$plans" 2>&1 | tee -a "$summary"
+  fi
 fi
 
 # ---- 1. nnUNetv2_train with nnU-Net's defaults ----------------------------------------------------------------------
 TRAINERS=(RecalibrationTrainer nnUNetTrainerMono)
-for trainer in "${TRAINERS[@]}"; do
-  limit=$(budget "train $trainer" "${ACC_TRAIN_S:-150}") || continue
-  t0=$(date +%s)
-  env "${TRAIN_ENV[@]}" NNUNET_SE_NUM_EPOCHS="$EPOCHS" NNUNET_SE_NUM_ITERATIONS="$ITERATIONS" NNUNET_SE_SEED=0 \
-    TORCH_LOGS=recompiles,graph_breaks timeout -k 10 "$limit" \
-    nnUNetv2_train 990 2d 0 -tr "$trainer" "${DEV_ARGS[@]}" > "$OUT/train_$trainer.log" 2>&1
-  say "train $trainer $(rc $?) wall=$(elapsed "$t0")s (limit ${limit}s)"
-done
-cp -r "$nnUNet_results" "$OUT/nnunet_results" 2>/dev/null
+TRAIN_BUDGET=("${ACC_TRAIN_PLAIN_S:-${TRAIN_S[0]}}" "${ACC_TRAIN_MONO_S:-${TRAIN_S[1]}}")
+if wants train; then
+  for i in "${!TRAINERS[@]}"; do
+    trainer=${TRAINERS[$i]}
+    limit=$(budget "train $trainer" "${TRAIN_BUDGET[$i]}") || continue
+    t0=$(date +%s)
+    env "${TRAIN_ENV[@]}" NNUNET_SE_NUM_EPOCHS="$EPOCHS" NNUNET_SE_NUM_ITERATIONS="$ITERATIONS" NNUNET_SE_SEED=0 \
+      TORCH_LOGS=recompiles,graph_breaks timeout -k 10 "$limit" \
+      python3 "$HERE/nnunet_measured.py" train 990 2d 0 -tr "$trainer" "${DEV_ARGS[@]}" > "$OUT/train_$trainer.log" 2>&1
+    say "train $trainer $(rc $?) wall=$(elapsed "$t0")s (limit ${limit}s)"
+    refresh
+  done
+fi
 
-# ---- 2. gpu_step: eager, then compiled ------------------------------------------------------------------------------
-step() {  # step PART BUDGET ARGS...: one gpu_step.py run into $OUT/gpu_step_PART/
+# ---- 2. nnUNetv2_predict --------------------------------------------------------------------------------------------
+if wants predict; then
+  for trainer in "${TRAINERS[@]}"; do
+    [ -f "$nnUNet_results/Dataset990_GpuAcceptance/${trainer}__nnUNetPlans__2d/fold_0/checkpoint_final.pth" ] || {
+      say "predict $trainer: skipped, no checkpoint_final.pth"; continue; }
+    limit=$(budget "predict $trainer" "${ACC_PREDICT_S:-$PREDICT_S}") || continue
+    t0=$(date +%s)
+    env "${TRAIN_ENV[@]}" timeout -k 10 "$limit" python3 "$HERE/nnunet_measured.py" predict \
+      -i "$nnUNet_raw/Dataset990_GpuAcceptance/imagesTs" -o "/tmp/acc/predict_$trainer" -d 990 -c 2d -f 0 \
+      -tr "$trainer" -chk checkpoint_final.pth "${DEV_ARGS[@]}" > "$OUT/predict_$trainer.log" 2>&1
+    say "predict $trainer $(rc $?) wall=$(elapsed "$t0")s for $N_TEST cases (process start included)"
+    refresh
+  done
+fi
+
+# ---- 3./4. gpu_step: compiled 2d-plan steps per module, Mono fused vs PyTorch ---------------------------------------
+step() {  # step PART BUDGET ARGS...: one gpu_step.py run (nnU-Net 2d plan) into $OUT/gpu_step_PART/
   local part=$1 limit t0
   limit=$(budget "gpu_step $part" "$2") || return 0
   shift 2
   t0=$(date +%s)
-  timeout -k 10 "$limit" python3 benchmarks/gpu_step.py --device "$DEVICE" "${STEP_SIZE[@]}" --out "$OUT/gpu_step_$part" \
-    "$@" > "$OUT/gpu_step_$part.log" 2>&1
+  timeout -k 10 "$limit" python3 "$HERE/gpu_step.py" --device "$DEVICE" "${STEP_ARGS[@]}" --families auto \
+    --out "$OUT/gpu_step_$part" "$@" > "$OUT/gpu_step_$part.log" 2>&1
   say "gpu_step $part $(rc $?) wall=$(elapsed "$t0")s (limit ${limit}s)"
+  refresh
 }
-step eager "${ACC_STEP_EAGER_S:-90}" --modes eager
-step compiled_paper "${ACC_STEP_COMPILED_S:-100}" --modes compiled --families paper --trainers nnUNetTrainerPaperMono \
-  --compile nnUNetTrainerPaper,nnUNetTrainerPaperMono
-step compiled_auto "${ACC_STEP_COMPILED_S:-100}" --modes compiled --families auto --trainers nnUNetTrainerMono \
-  --compile nnUNetTrainer,nnUNetTrainerMono
+if wants steps; then
+  for trainer in "${STEP_TRAINERS[@]}"; do
+    step "$trainer" "$STEP_S" --modes compiled --trainers "$trainer" --compile "nnUNetTrainer,$trainer"
+  done
+fi
+if wants mono; then  # Mono's fused path vs its PyTorch path: eager (seconds), then compiled (three compiles)
+  step mono_fused_eager "$STEP_S" --modes eager --trainers nnUNetTrainerMono --mono-fused
+  step mono_fused_compiled "$MONO_S" --modes compiled --trainers nnUNetTrainerMono \
+    --compile nnUNetTrainer,nnUNetTrainerMono --mono-fused
+fi
 
-# ---- 3. nnUNetv2_predict (eager) ------------------------------------------------------------------------------------
-for trainer in "${TRAINERS[@]}"; do
-  [ -f "$nnUNet_results/Dataset990_GpuAcceptance/${trainer}__nnUNetPlans__2d/fold_0/checkpoint_final.pth" ] || {
-    say "predict $trainer: skipped, no checkpoint_final.pth"; continue; }
-  limit=$(budget "predict $trainer" "${ACC_PREDICT_S:-45}") || continue
-  t0=$(date +%s)
-  env "${TRAIN_ENV[@]}" timeout -k 10 "$limit" nnUNetv2_predict -i "$nnUNet_raw/Dataset990_GpuAcceptance/imagesTs" \
-    -o "/tmp/acc/predict_$trainer" -d 990 -c 2d -f 0 -tr "$trainer" -chk checkpoint_final.pth \
-    "${DEV_ARGS[@]}" > "$OUT/predict_$trainer.log" 2>&1
-  say "predict $trainer $(rc $?) wall=$(elapsed "$t0")s for $N_TEST cases (process start included)"
-done
-
-# ---- 4. compile tests on CUDA ---------------------------------------------------------------------------------------
-if ! python3 -c "import pytest" 2>/dev/null; then
+# ---- 5. compile tests on CUDA ---------------------------------------------------------------------------------------
+if ! wants tests; then
+  :
+elif ! python3 -c "import pytest" 2>/dev/null; then
   say "test_compile: skipped, pytest is not installed"
 elif [ "$DEVICE" = cpu ]; then
   say "test_compile: skipped on the CPU dry run (the suite runs it)"
@@ -155,74 +189,7 @@ elif limit=$(budget test_compile "${ACC_TESTS_S:-60}"); then
   say "test_compile (cuda) $(rc $?) $(tail -1 "$OUT/test_compile_cuda.log")"
 fi
 
-# ---- summary --------------------------------------------------------------------------------------------------------
-python3 - "$OUT" "${TRAINERS[@]}" <<'EOF' 2>&1 | tee -a "$summary"
-"""Parse the stage logs into acceptance.json and print the headline numbers."""
-import json
-import re
-import statistics
-import sys
-from collections import Counter
-from datetime import datetime
-from pathlib import Path
-
-out, trainers = Path(sys.argv[1]), sys.argv[2:]
-STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?): "
-
-
-def stamp(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
-
-
-def train_record(log: Path) -> dict:
-    text = log.read_text(errors="replace") if log.exists() else ""
-    predicting = [stamp(m) for m in re.findall(STAMP + r"predicting \S+", text)]
-    gaps = [b - a for a, b in zip(predicting, predicting[1:])]
-    dice = re.findall(r"Mean Validation Dice:\s+(\S+)", text)
-    return {
-        "epoch_s": [float(x) for x in re.findall(r"Epoch time: ([\d.]+) s", text)],
-        "recompiles": text.count("Recompiling function"),
-        "recompiled": dict(Counter(re.findall(r"Recompiling function (\S+ in \S+)", text))),
-        # one per break message, in the wordings of torch 2.4-2.14 ("Reason:" / "Graph Break Reason:" follow)
-        "graph_breaks": len(re.findall(r"Graph break (?:in user code|\(user stack suppressed)", text)),
-        "graph_break_sites": sorted(set(re.findall(r"in user code at (\S+)", text))),
-        "compile_used": "Using torch.compile" in text,
-        "val_first_case_s": round(gaps[0], 3) if gaps else None,
-        "val_case_s": round(statistics.median(gaps[1:]), 3) if len(gaps) > 1 else None,
-        "val_cases": len(predicting),
-        "mean_val_dice": float(dice[-1]) if dice else None,
-        "traceback": "Traceback" in text,
-    }
-
-
-def ratio(a, b):
-    return round(a / b, 3) if a and b else None
-
-
-train = {t: train_record(out / f"train_{t}.log") for t in trainers}
-result = {"train": train}
-base, mono = (train[t] for t in trainers)
-for i, name in enumerate(("first_epoch", "second_epoch")):
-    if len(base["epoch_s"]) > i and len(mono["epoch_s"]) > i:
-        result[f"mono_over_plain_{name}"] = ratio(mono["epoch_s"][i], base["epoch_s"][i])
-result["mono_over_plain_val_case"] = ratio(mono["val_case_s"], base["val_case_s"])
-steps = {}
-for part in sorted(out.glob("gpu_step_*/gpu_step.json")):
-    rows = json.loads(part.read_text())["rows"]
-    steps[part.parent.name] = [{k: r[k] for k in ("family", "trainer", "mode", "median_step_ms",
-                                                   "ratio_to_baseline", "compile_s", "graphs")} for r in rows]
-result["gpu_step"] = steps
-(out / "acceptance.json").write_text(json.dumps(result, indent=1) + "\n")
-print("---- headline")
-for t, r in train.items():
-    print(f"{t}: compile={r['compile_used']} epochs(s)={r['epoch_s']} recompiles={r['recompiles']} "
-          f"graph_breaks={r['graph_breaks']} val first/steady case (s)={r['val_first_case_s']}/{r['val_case_s']} "
-          f"({r['val_cases']} cases) dice={r['mean_val_dice']} traceback={r['traceback']}")
-print({k: v for k, v in result.items() if k.startswith("mono_over_plain")})
-for part, rows in steps.items():
-    for r in rows:
-        ratio_s = "" if r["ratio_to_baseline"] is None else f"{r['ratio_to_baseline']:.3f}"
-        extra = "" if r["compile_s"] is None else f" compile={r['compile_s']:.1f}s graphs={r['graphs']}"
-        print(f"{part}: {r['family']} {r['trainer']} {r['mode']} {r['median_step_ms']:.2f} ms ratio={ratio_s}{extra}")
-EOF
+refresh
+cat "$OUT/acceptance.md" >> "$summary" 2>/dev/null
+cat "$OUT/acceptance.md" 2>/dev/null
 say "total wall $(elapsed "$START")s"
