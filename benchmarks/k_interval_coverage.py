@@ -11,7 +11,7 @@ A scenario passes when the interval covers E[k_hat_n] in >= 90 % of the draws, a
 its mean width is <= 2 x the true spread + 1. Writes ``benchmarks/results/k_interval_coverage.{json,md}`` (or
 ``--out``); ``--quick`` runs a 4-scenario subset in a few seconds (the test suite runs it).
 
-    nice -n 10 python benchmarks/k_interval_coverage.py            # full grid: 5 x 4 x 4 x 2 = 160 scenarios
+    nice -n 10 python benchmarks/k_interval_coverage.py --jobs 2   # full grid: 5 x 4 x 4 x 2 = 160 scenarios, ~15 min
     python benchmarks/k_interval_coverage.py --quick --out /tmp/q  # smoke run
 """
 
@@ -166,13 +166,13 @@ def write(rows: list[Scenario], settings: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="4 small scenarios (C = 32), 30 draws: seconds")
-    p.add_argument("--draws", type=int, help="draws per scenario that get an interval (default 80, quick 30)")
+    p.add_argument("--draws", type=int, help="draws per scenario that get an interval (default 150, quick 30)")
     p.add_argument("--truth", type=int, help="independent draws for E[k_hat_n] (default 300, quick 200)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--jobs", type=int, default=1, help="worker processes (results do not depend on it)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    draws = args.draws or (30 if args.quick else 80)
+    draws = args.draws or (30 if args.quick else 150)
     truth = args.truth or (200 if args.quick else 300)
     start = time.perf_counter()
     scenarios = grid(args.quick)
