@@ -207,3 +207,13 @@ def test_delta_lies_in_the_half_open_unit_interval(delta: float, valid: bool) ->
     else:
         with pytest.raises(ValueError, match="delta must lie in"):
             Convention(delta=delta)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 9])
+def test_robust_quartiles_of_few_cases_match_sklearn(n: int) -> None:
+    """numpy's linear quantiles at every small case count (the upper neighbour of the 75 % position is the last case
+    for n <= 5) against sklearn's robust_scale; float64 from the same order statistics: absolute 1e-12."""
+    from nnunet_se.analysis.thresholds import scale_columns
+
+    g = np.random.default_rng(n).normal(size=(n, 3))
+    np.testing.assert_allclose(scale_columns(g, "robust"), robust_scale(g), rtol=0, atol=1e-12)

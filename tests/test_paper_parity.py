@@ -128,6 +128,22 @@ def test_conv_norm_variants_use_the_reference_constants(norm: str, kind: type, e
     assert all(m.eps == eps and m.momentum == momentum and m.affine for m in norms)
 
 
+@pytest.mark.parametrize("widths", [(8, 16, 32), (8, 16, 32, 64, 128)], ids=["3-stages", "5-stages"])
+def test_other_depths_mirror_the_encoder(widths: tuple[int, ...]) -> None:
+    """The decoder mirrors any number of stages: level l takes the upsampled width l+1 plus the skip of width l, so
+    the parameters are, by hand, 3x3 convs (9 in out + out) c_in -> w_1 -> w_1, ..., then per level
+    (w_l+1 + w_l) -> w_l -> w_l, and the binary head w_1 + 1."""
+    def conv(i: int, o: int) -> int:
+        return 9 * i * o + o
+
+    encoder = sum(conv(i, o) + conv(o, o) for i, o in zip((3, *widths[:-1]), widths, strict=True))
+    decoder = sum(conv(deep + w, w) + conv(w, w) for deep, w in zip(widths[1:], widths[:-1], strict=True))
+    net = build_paper_unet(3, 2, features_per_stage=widths)
+    assert sum(p.numel() for p in net.parameters()) == encoder + decoder + widths[0] + 1
+    size = 2 ** (len(widths) - 1)
+    assert net(torch.rand(1, 3, 2 * size, 3 * size)).shape == (1, 2, 2 * size, 3 * size)
+
+
 def test_multi_class_head_is_a_1x1_softmax_conv() -> None:
     """More than two classes: the authors' head, one 1x1 conv to ``num_classes`` channels (32 * 3 + 3 parameters in
     place of the binary head's 32 + 1), so the logits keep the input's size."""
