@@ -67,7 +67,7 @@ TESTS: dict[str, list[str]] = {
                                   "tests/test_modules_running_stats.py", "tests/test_modules_common.py",
                                   "tests/test_modules_ddp.py"],
     "nnunet_se/modules/registry.py": ["tests/test_modules_common.py"],
-    "conversion/images.py": ["tests/test_convert_units.py"],
+    "conversion/images.py": ["tests/test_conversion_image_rules.py", "tests/test_convert_units.py"],
     "conversion/splits.py": ["tests/test_splits_authors.py", "tests/test_convert_units.py"],
     "analysis/stats.py": ["tests/test_analysis_stats.py", "tests/test_analysis_table.py"],
     "analysis/thresholds.py": ["tests/test_analysis_thresholds.py"],
