@@ -346,6 +346,7 @@ def main() -> None:
                         help="rerun the survivors of benchmarks/results/mutation.json and update it")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
+    parser.add_argument("--name", default="mutation", help="result files benchmarks/results/NAME.{json,md}")
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="start no mutant after this many minutes (the rest is reported as not run)")
     args = parser.parse_args()
@@ -356,7 +357,7 @@ def main() -> None:
     started = time.time()
 
     if args.survivors:
-        previous = json.loads((RESULTS / "mutation.json").read_text())
+        previous = json.loads((RESULTS / f"{args.name}.json").read_text())
         mutants = [Mutant(**d) for d in previous["mutants"]]
         rerun = []
         for i, m in enumerate(mutants):
@@ -369,8 +370,10 @@ def main() -> None:
         baseline = execute(rerun, False, args.keep)
         baseline = {**{k: v["baseline_s"] for k, v in previous["per_module"].items()}, **baseline}
         previous["command"] += " && python benchmarks/mutation.py --survivors"
+        first = previous.get("first_pass") or {"killed": previous["killed"], "run": previous["mutants_run"]}
         write_results(mutants, previous["mutants_generated"], previous["sample_seed"], baseline,
-                      previous["wall_s"] + time.time() - started, previous["command"])
+                      previous["wall_s"] + time.time() - started, previous["command"], first_pass=first,
+                      name=args.name)
         return
     if args.named:
         mutants = [Mutant(p, 0, 0, old, new, old) for p, old, new in NAMED]
@@ -388,18 +391,19 @@ def main() -> None:
     seed = args.seed if args.sample else None
 
     def progress(baseline: dict[str, float]) -> None:
-        write_results(mutants, total, seed, baseline, time.time() - started, command, quiet=True)
+        write_results(mutants, total, seed, baseline, time.time() - started, command, quiet=True, name=args.name)
 
     baseline = execute(mutants, args.named, args.keep, args.minutes, None if args.named else progress)
     if args.named:
         survivors = [m for m in mutants if m.status == "survived"]
         print(f"named mutants: {len(mutants) - len(survivors)} / {len(mutants)} killed")
         raise SystemExit(1 if survivors else 0)
-    write_results(mutants, total, seed, baseline, time.time() - started, command)
+    write_results(mutants, total, seed, baseline, time.time() - started, command, name=args.name)
 
 
 def write_results(mutants: list[Mutant], total: int, seed: int | None, baseline: dict[str, float], seconds: float,
-                  command: str, quiet: bool = False) -> None:
+                  command: str, quiet: bool = False, first_pass: dict | None = None, name: str = "mutation") -> None:
+    """``benchmarks/results/<name>.{json,md}``; ``first_pass``: killed/run before the survivors' tests were added."""
     for m in mutants:
         if m.status == "survived" and (m.source_line, m.original, m.mutated) in EQUIVALENT:
             m.status = "equivalent"
@@ -420,12 +424,12 @@ def write_results(mutants: list[Mutant], total: int, seed: int | None, baseline:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "mutants_generated": total, "mutants_run": len(mutants), "sample_seed": seed,
         "killed": killed, "errors": errors, "not_run": not_run, "score": round(killed / scored, 4) if scored else None,
-        "wall_s": round(seconds, 1), "per_module": per_module,
+        "wall_s": round(seconds, 1), "first_pass": first_pass, "per_module": per_module,
         "survivors": [asdict(m) for m in mutants if m.status == "survived"],
         "mutants": [asdict(m) for m in mutants],
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "mutation.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     rows = "\n".join(f"| `{rel}` | {v['run']} | {v['killed']} | {v['survived']} | {v['baseline_s']} |"
                      for rel, v in per_module.items())
     survivors = "\n".join(f"- `{m['path']}:{m['line']}` `{m['original']}` -> `{m['mutated']}`: `{m['source_line']}`"
@@ -433,14 +437,17 @@ def write_results(mutants: list[Mutant], total: int, seed: int | None, baseline:
     equivalent = "\n".join(f"- `{m.path}:{m.line}` `{m.original}` -> `{m.mutated}`: "
                            f"{EQUIVALENT[(m.source_line, m.original, m.mutated)]}"
                            for m in mutants if m.status == "equivalent") or "none"
-    (RESULTS / "mutation.md").write_text(f"""# Mutation testing of the core modules
+    first = (f"First pass, before tests for its survivors were added: {first_pass['killed']} / {first_pass['run']} "
+             "killed.\n" if first_pass else "")
+    (RESULTS / f"{name}.md").write_text(f"""# Mutation testing of the core modules
 
 `{result['command']}` on {result['date_utc']} UTC ({result['machine']}): {len(mutants)} of {total} mutants
 sampled (seed {result['sample_seed']}), {len(mutants) - not_run} run before the time limit, {result['wall_s']} s wall.
 
-**Score: {killed} / {scored} killed ({100 * (result['score'] or 0):.1f} %)**; {errors} not scored (equivalent, tests
-failing unmutated, or an error); a timeout counts as killed.
+**Score: {killed} / {scored} killed ({100 * (result['score'] or 0):.1f} %)**; {errors} not scored (equivalent, line
+rewritten since the first pass, tests failing unmutated, or an error); a timeout counts as killed.
 
+{first}
 | module | run | killed | survived | unmutated tests (s) |
 |---|---|---|---|---|
 {rows}
@@ -454,7 +461,7 @@ failing unmutated, or an error); a timeout counts as killed.
 {equivalent}
 """)
     if not quiet:
-        print(f"score {killed}/{scored} = {result['score']}; results in {RESULTS}/mutation.{{json,md}}")
+        print(f"score {killed}/{scored} = {result['score']}; results in {RESULTS}/{name}.{{json,md}}")
 
 
 if __name__ == "__main__":
