@@ -8,16 +8,9 @@ from collections.abc import Sequence
 
 import torch
 
-from nnunet_se.modules.mono import (
-    EPS,
-    MINMAX_HIGH,
-    MINMAX_LOW,
-    MINMAX_MODES,
-    box_sums,
-    check_radii,
-    squeeze_dtype,
-    weighted_radii,
-)
+from nnunet_se.modules.common import squeeze_dtype
+from nnunet_se.modules.mono import box_sums
+from nnunet_se.modules.singularity import EPS, MINMAX_HIGH, MINMAX_LOW, MINMAX_MODES, check_radii, weighted_radii
 
 
 def minmax_scale(x: torch.Tensor, minmax: str) -> torch.Tensor:

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from mono_reference import singularity_exponents
 
 from nnunet_se.modules import create_recalibration
-from nnunet_se.modules.mono import AlphaMoments, box_sum, ols_weights
+from nnunet_se.modules.mono import AlphaMoments, box_sum
+from nnunet_se.modules.singularity import ols_weights
 
 REFERENCE_4X4 = [
     [1.7813, 1.5434, 1.3648, 1.7897],

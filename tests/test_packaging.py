@@ -101,13 +101,15 @@ def _imported_top_level_modules() -> dict[str, str]:
 
 
 def test_declared_dependencies_are_the_imported_ones() -> None:
-    """pyproject's ``dependencies`` == the distributions of the imported third-party modules (import names mapped
-    by ``importlib.metadata.packages_distributions()``) + the run-time-only ones whose use is in the source."""
+    """pyproject's ``dependencies`` and run-time extras (all but ``dev``) == the distributions of the imported
+    third-party modules (import names mapped by ``importlib.metadata.packages_distributions()``) + the run-time-only
+    ones whose use is in the source."""
     tomllib = pytest.importorskip("tomllib")
-    declared = {
-        canonicalize_name(Requirement(r).name)
-        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    optional = {extra: {canonicalize_name(Requirement(r).name) for r in reqs}
+                for extra, reqs in project["optional-dependencies"].items() if extra != "dev"}
+    declared = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    declared |= set().union(*optional.values())
     distributions = importlib.metadata.packages_distributions()
     imported = _imported_top_level_modules()
     unmapped = sorted(f"{module} ({where})" for module, where in imported.items() if module not in distributions)

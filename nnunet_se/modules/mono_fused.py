@@ -24,8 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-# mono imports this module for ``Mono``'s ``fused`` option: its names are looked up at call time
-from nnunet_se.modules import mono as reference
+from nnunet_se.modules import singularity
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 if HAVE_TRITON:
@@ -59,7 +58,7 @@ def fused_available(x: torch.Tensor, radii: Sequence[int] = (2, 4, 8)) -> bool:
     than 2^30 entries (the kernels index in int32, the backward's two-map buffer included)."""
     if not HAVE_TRITON or x.dim() != 4 or x.dtype not in FUSED_DTYPES or x.numel() >= 2**30:
         return False
-    if len(reference.weighted_radii(radii)) != 2:
+    if len(singularity.weighted_radii(radii)) != 2:
         return False
     return x.is_cuda or (x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
 
@@ -67,7 +66,7 @@ def fused_available(x: torch.Tensor, radii: Sequence[int] = (2, 4, 8)) -> bool:
 def alpha_moments_fused(x: torch.Tensor, radii: Sequence[int], minmax: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(m1, m2)``, ``(N, C)`` float32 each: spatial means of alpha and alpha² of ``x (N, C, H, W)``; differentiable
     in x. Callers check :func:`fused_available` first."""
-    m1, m2, _, _ = torch.ops.nnunet_se.mono_alpha_moments(x, list(reference.check_radii(radii)), minmax)
+    m1, m2, _, _ = torch.ops.nnunet_se.mono_alpha_moments(x, list(singularity.check_radii(radii)), minmax)
     return m1, m2
 
 
@@ -215,8 +214,8 @@ def kernels(interpret: bool) -> tuple:
 def _extremes(x: torch.Tensor, minmax: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-(sample, channel) float32 min and max, ``(N·C,)`` each (``"batch"``: one value per channel over the batch,
     repeated)."""
-    if minmax not in reference.MINMAX_MODES:
-        raise ValueError(f"mono: minmax must be one of {', '.join(reference.MINMAX_MODES)}, got {minmax!r}")
+    if minmax not in singularity.MINMAX_MODES:
+        raise ValueError(f"mono: minmax must be one of {', '.join(singularity.MINMAX_MODES)}, got {minmax!r}")
     dims = (0, 2, 3) if minmax == "batch" else (2, 3)
     n, c = x.shape[:2]
     low = torch.amin(x, dim=dims, keepdim=True).float().expand(n, c, 1, 1).reshape(n * c)
@@ -227,14 +226,14 @@ def _extremes(x: torch.Tensor, minmax: str) -> tuple[torch.Tensor, torch.Tensor]
 def _span_scale(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``high - low`` and the min-max scale ``255 / clip(high - low, 1e-7, 1e9)``."""
     span = high - low
-    return span, (reference.MINMAX_HIGH - reference.MINMAX_LOW) / span.clamp(SPAN_MIN, SPAN_MAX)
+    return span, (singularity.MINMAX_HIGH - singularity.MINMAX_LOW) / span.clamp(SPAN_MIN, SPAN_MAX)
 
 
 def _layout(x: torch.Tensor, radii: Sequence[int]) -> dict:
     """Tile grid over the (N·C·H, W) plane, its scalar arguments and the constexpr radius arguments shared by the
     two box kernels. A tile has ``TILE_ELEMENTS`` positions on the GPU; the interpreter, whose cost is per
     operation rather than per element, takes up to 64 times more in one program."""
-    (r1, w1), (r2, w2) = reference.weighted_radii(radii)
+    (r1, w1), (r2, w2) = singularity.weighted_radii(radii)
     n, c, h, w = x.shape
     elements = TILE_ELEMENTS * (1 if x.is_cuda else 64)
     block_w = min(triton.next_power_of_2(w), TILE_WIDTH * (1 if x.is_cuda else 8))
@@ -267,7 +266,7 @@ def mono_alpha_moments(
     measures = kernels(x.device.type == "cpu")[0]
     partial = x.new_empty((x.shape[0] * x.shape[1] * x.shape[2], layout["grid"][1], 2), dtype=torch.float32)
     measures[layout["grid"]](
-        x, low, scale, low, low, partial, *layout["args"], 1.0, *layout["weights"], reference.EPS, BACKWARD=False,
+        x, low, scale, low, low, partial, *layout["args"], 1.0, *layout["weights"], singularity.EPS, BACKWARD=False,
         **layout["const"],
     )
     m1, m2 = _per_map(partial, x).div_(x.shape[2] * x.shape[3]).unbind(-1)
@@ -294,7 +293,7 @@ def mono_alpha_moments_backward(
     s = x.new_empty((2, n * c * h, w), dtype=torch.float32)  # g_alpha / μ_r per radius: transient
     g1, g2 = g1.reshape(-1).float().contiguous(), g2.reshape(-1).float().contiguous()
     measures[layout["grid"]](
-        x, low, scale, g1, g2, s, *layout["args"], 1.0 / (h * w), *layout["weights"], reference.EPS,
+        x, low, scale, g1, g2, s, *layout["args"], 1.0 / (h * w), *layout["weights"], singularity.EPS,
         BACKWARD=True, **layout["const"]
     )
     g_x = torch.empty_like(x, dtype=torch.float32)
