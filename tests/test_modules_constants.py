@@ -121,3 +121,21 @@ def test_fca_top16_filters_are_orthonormal() -> None:
 
     bank = filters("original", (7, 7)).double().flatten(1)
     torch.testing.assert_close(bank @ bank.T, torch.eye(16, dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("span, invariant", [(3e-7, True), (1.5e-7, True), (5e-8, False)])
+def test_mono_minmax_floor_is_1e_7(span: float, invariant: bool) -> None:
+    """The min-max divides by max(span, 1e-7) (the authors' clip): a channel whose values span more than 1e-7 is
+    rescaled to [1, 256] like any other (alpha, hence the gate, invariant to the positive scaling, O-M5: float64,
+    absolute 1e-9), one spanning less is not (its gate moves by more than 1e-5)."""
+    module = create_recalibration("mono", 1, 2).double().eval()
+    with torch.no_grad():
+        for fc in (module.excitation.fc1, module.excitation.fc2):
+            fc.weight.fill_(1.0)
+            fc.bias.zero_()
+    x = torch.rand(1, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = (x - x.min()) / (x.max() - x.min())  # span exactly 1
+    with torch.no_grad():
+        moved = abs(float(module.channel_gate(x) - module.channel_gate(span * x)))
+    assert (moved < 1e-9) is invariant
+    assert invariant or moved > 1e-5
