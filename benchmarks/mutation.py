@@ -92,6 +92,14 @@ EQUIVALENT = {
     ("x = np.zeros((n, 1))", "1", "2"): "placeholder features: sklearn's splitters read only their number of rows",
     ("return [(r, w) for r, w in zip(radii, ols_weights(radii), strict=True) if abs(w) >= 1e-12]", ">=", ">"):
         "no least-squares weight of integer radii is exactly 1e-12",
+    ("return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else math.nan, int(x.size)", ">", ">="):
+        "numpy's std with ddof 1 of a single value is NaN as well",
+    ("if len(values) > 2 or not set(values) <= {0, top} or top not in (0, 1, 255, 65535):", "2", "3"):
+        "three distinct values are never a subset of {0, top}, so the next test rejects them",
+    ("return cumulative_ratio(weights), np.count_nonzero(weights > 0.0, axis=-1)", "-", "+"):
+        "weights are always (batch, components): axis 1 is axis -1",
+    ("zero = ratio[..., -1] == 0.0 if m else np.ones(ratio.shape[:-1], bool)", "-", "+"):
+        "the branch runs only for m = 0 components, which no spectrum has (min(n, C) >= 1)",
     **{(f'def parameter_count(cls, channels: int, spatial_dims: int = 2, flavour: str = "paper", **options: Any)'
         f'{tail}', "2", "3"): "no parameter count depends on the number of spatial axes"
        for tail in (" -> int:", "")},

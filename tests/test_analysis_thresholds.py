@@ -217,3 +217,15 @@ def test_robust_quartiles_of_few_cases_match_sklearn(n: int) -> None:
 
     g = np.random.default_rng(n).normal(size=(n, 3))
     np.testing.assert_allclose(scale_columns(g, "robust"), robust_scale(g), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, k", [(1, None), (2, 1)])
+def test_two_cases_are_enough_for_a_threshold(n: int, k: int | None) -> None:
+    """Both sides of the 2-case limit: one case has no covariance (ValueError); two distinct cases span one
+    component, which explains everything (k = 1)."""
+    g = np.array([[0.2, 0.9, 0.4], [0.6, 0.1, 0.5]])[:n]
+    if k is None:
+        with pytest.raises(ValueError, match="at least 2 cases"):
+            threshold(g, Convention())
+    else:
+        assert threshold(g, Convention()) == k
