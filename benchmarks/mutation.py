@@ -379,7 +379,8 @@ def main() -> None:
                     m.status = "stale"
         baseline = execute(rerun, False, args.keep)
         baseline = {**{k: v["baseline_s"] for k, v in previous["per_module"].items()}, **baseline}
-        previous["command"] += " && python benchmarks/mutation.py --survivors"
+        previous["command"] += " && python benchmarks/mutation.py --survivors" + (
+            f" --name {args.name}" if args.name != "mutation" else "")
         first = previous.get("first_pass") or {"killed": previous["killed"], "run": previous["mutants_run"]}
         write_results(mutants, previous["mutants_generated"], previous["sample_seed"], baseline,
                       previous["wall_s"] + time.time() - started, previous["command"], first_pass=first,
