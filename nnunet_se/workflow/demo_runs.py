@@ -75,6 +75,9 @@ class Pipeline:
             "nnUNet_compile": "0",
             "NNUNET_SE_SEED": str(seed),
             "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+            # ``python -m`` would put the working directory first on sys.path: run from a checkout, its bare
+            # ``nnunet_se`` folder (without the installed package-dir mapping) would shadow the installed package
+            "PYTHONSAFEPATH": "1",
         }
         if device == "cpu":  # 2-core friendly: no worker pools (docs/demo.md, "CPU settings")
             self.env["nnUNet_def_n_proc"] = "1"
