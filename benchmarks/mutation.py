@@ -72,7 +72,7 @@ TESTS: dict[str, list[str]] = {
     "conversion/images.py": ["tests/test_conversion_image_rules.py", "tests/test_convert_units.py"],
     "conversion/splits.py": ["tests/test_splits_authors.py", "tests/test_convert_units.py"],
     "analysis/stats.py": ["tests/test_analysis_stats.py", "tests/test_analysis_table.py"],
-    "analysis/thresholds.py": ["tests/test_analysis_thresholds.py"],
+    "analysis/thresholds.py": ["tests/test_analysis_thresholds.py", "tests/test_analysis_k_interval.py"],
     "trainers/paper_network.py": ["tests/test_paper_parity.py", "tests/test_trainers_paper.py"],
     "trainers/paper_loss.py": ["tests/test_paper_parity.py"],
 }
