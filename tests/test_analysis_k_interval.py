@@ -10,13 +10,12 @@ Seeds are fixed, so each number is deterministic; the bounds are the acceptance 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import benchmark_module
 
 from nnunet_se.analysis.thresholds import (
     PRESETS,
@@ -121,12 +120,8 @@ def test_delta_one_gives_the_rank_never_more(n: int, c: int, distinct: int, crit
 
 def test_coverage_benchmark_quick_mode(tmp_path: Path) -> None:
     """``benchmarks/k_interval_coverage.py --quick`` runs in seconds and every quick scenario passes."""
-    script = Path(__file__).parents[1] / "benchmarks" / "k_interval_coverage.py"
-    spec = importlib.util.spec_from_file_location("k_interval_coverage", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    assert module.main(["--quick", "--out", str(tmp_path)]) == 0
+    with benchmark_module("k_interval_coverage") as module:
+        assert module.main(["--quick", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "k_interval_coverage.json").read_text())
     assert result["passed"] == result["scenarios"] == 4
     assert all(row["contains_k"] == 1.0 and row["coverage"] >= 0.9 for row in result["rows"])

@@ -3,21 +3,17 @@ cannot run here; ``ACC_DEVICE=cpu bash benchmarks/gpu_acceptance.sh`` is its dry
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_acceptance_summary.py"
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def summary():
-    spec = importlib.util.spec_from_file_location("gpu_acceptance_summary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_module("gpu_acceptance_summary") as module:
+        yield module
 
 
 def train_log(epochs: list[float], peaks: list[float], case_starts: list[float]) -> str:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_step.py"
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def gpu_step():
-    """The script as a module (registered in ``sys.modules``, as its dataclasses need)."""
-    spec = importlib.util.spec_from_file_location("gpu_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_module("gpu_step") as module:
+        yield module
 
 
 def test_cpu_smoke(gpu_step, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,28 +3,20 @@ seconds) showing that the table's marks keep their false-positive rate under K-f
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import benchmark_module
 from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "table_test_calibration.py"
 
 
 @pytest.fixture(scope="module")
 def calibration():
-    """The script as a module (registered in ``sys.modules``, as its dataclasses need)."""
-    spec = importlib.util.spec_from_file_location("table_test_calibration", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_module("table_test_calibration") as module:
+        yield module
 
 
 def _batch(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
