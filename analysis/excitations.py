@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
+from nnunet_se.conversion.reading import open_regular, read_file
 from nnunet_se.errors import UserError, one_line, shown
 
 CASE_SETS = ("val", "train", "all")
@@ -48,15 +49,6 @@ def _checkpoint_globals() -> list:
     return [np.dtype, scalar, *(getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType"))]
 
 
-def read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes (the converter's reading rules:
-    :mod:`nnunet_se.conversion.reading`), else a one-line error naming it (a named pipe would block)."""
-    from nnunet_se.conversion.reading import open_regular, read_stream
-
-    with open_regular(path, str(path), limit) as fh:
-        return read_stream(fh, str(path), limit)
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """What excitations use of an nnU-Net ``checkpoint_*.pth``: the trainer's class name, the configuration it was
@@ -72,8 +64,6 @@ def read_checkpoint(ckpt: Path, dataset: str, trainer: str, plans: str, configur
     """Load ``ckpt`` without running pickled code (``weights_only``: tensors, containers, NumPy scalars) and check
     that it is an nnU-Net checkpoint of the folder's ``dataset``, ``trainer``, ``plans``, ``configuration`` and
     ``fold`` (as nnU-Net records them: ``trainer_name``, ``init_args``); every problem is one line naming the file."""
-    from nnunet_se.conversion.reading import open_regular
-
     empty = False
     try:
         with open_regular(ckpt, str(ckpt), CHECKPOINT_LIMIT) as fh, torch.serialization.safe_globals(
@@ -112,7 +102,7 @@ def read_checkpoint(ckpt: Path, dataset: str, trainer: str, plans: str, configur
 def _read_json(path: Path, kind: type = dict):
     """The JSON value of ``path`` (a regular file of at most :data:`JSON_LIMIT` bytes), checked to be a ``kind``."""
     try:
-        value = json.loads(read_regular(path, JSON_LIMIT))
+        value = json.loads(read_file(path, str(path), JSON_LIMIT))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(value, kind):
@@ -237,9 +227,8 @@ def read_raw_case(files: list[Path], plans_manager, channels: int) -> tuple[np.n
     reader = plans_manager.image_reader_writer_class()
     if isinstance(reader, NaturalImage2DIO) and len(files) == 1 and channels in (1, 3):
         from nnunet_se.conversion.images import decode_image
-        from nnunet_se.conversion.reading import MAX_FILE_BYTES
 
-        rgb = decode_image(read_regular(files[0], MAX_FILE_BYTES), str(files[0]), None).image
+        rgb = decode_image(read_file(files[0], str(files[0])), str(files[0]), None).image
         pixels = np.asarray(rgb if channels == 3 else rgb.convert("L"), dtype=np.float32)
         image = pixels.reshape(*pixels.shape[:2], channels).transpose(2, 0, 1)[:, None]
         return np.ascontiguousarray(image), {"spacing": (999, 1, 1)}  # NaturalImage2DIO's spacing

@@ -75,10 +75,11 @@ def read_stream(stream: BinaryIO, display: str, limit: int, expected: int | None
     return b"".join(chunks)
 
 
-def read_file(path: str | Path, display: str) -> bytes:
-    """The bytes of a regular file of at most :data:`MAX_FILE_BYTES`."""
-    with open_regular(path, display, MAX_FILE_BYTES) as fh:
-        return read_stream(fh, display, MAX_FILE_BYTES)
+def read_file(path: str | Path, display: str, limit: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (default :data:`MAX_FILE_BYTES`, read when called)."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    with open_regular(path, display, limit) as fh:
+        return read_stream(fh, display, limit)
 
 
 def open_zip(path: str | Path) -> zipfile.ZipFile:
