@@ -8,6 +8,15 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each of the N workers (and every process it starts) gets cores // N torch threads: with
+    ``-n 2`` on 2 cores, two threads per worker only made the workers compete (measured in
+    ``benchmarks/results/test_suite_timings.md``)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 @pytest.fixture(scope="session")
 def real_samples() -> Path:
     """Folder with the real samples (``kvasir_seg/``, ``busi/``, ``isic2018/``).

@@ -39,20 +39,23 @@ def pipeline(nnunet_e2e, tmp_path_factory) -> Pipeline:
     if not run.trainers:
         pytest.fail("the nnunet_e2e fixture trained no trainer")
     out = tmp_path_factory.mktemp("analysis_e2e")
-    files = {}
+    files, commands = {}, []
     for trainer in run.trainers:
-        run.run("nnunet-se-analyze", "excitations", "-d", str(run.dataset_id), "-tr", trainer, "-f", "0",
-                "--checkpoint", "final", "--device", "cpu", "-o", str(out / "exc" / trainer))  # one folder per run
+        commands.append(["nnunet-se-analyze", "excitations", "-d", str(run.dataset_id), "-tr", trainer, "-f", "0",
+                         "--checkpoint", "final", "--device", "cpu", "-o", str(out / "exc" / trainer)])  # a folder each
         files[trainer] = (out / "exc" / trainer /
                           f"{run.dataset_name}__{trainer}__{run.plans}__{run.configuration}__fold_0.npz")
     last = run.trainers[-1]
-    run.run("nnunet-se-analyze", "excitations", "-d", run.dataset_name, "-tr", last, "-f", "0", "--cases",
-            str(run.raw / run.dataset_name / "imagesTs"), "--device", "cpu", "-o", str(out / "exc_ts"))
-    folder_file = out / "exc_ts" / files[last].name
-    run.run("nnunet-se-analyze", "table", str(run.results), "--format", "json", "-o", str(out / "table.json"))
     exc = [str(f) for f in files.values()]
-    run.run("nnunet-se-analyze", "pca", *exc, "--n-boot", "50", "-o", str(out / "pca"))
-    run.run("nnunet-se-analyze", "responses", *exc, "--dice", str(out / "table.json"), "-o", str(out / "resp"))
+    run.run_all([  # one process (NnunetRun.run_all), each command through its console-script entry point
+        *commands,
+        ["nnunet-se-analyze", "excitations", "-d", run.dataset_name, "-tr", last, "-f", "0", "--cases",
+         str(run.raw / run.dataset_name / "imagesTs"), "--device", "cpu", "-o", str(out / "exc_ts")],
+        ["nnunet-se-analyze", "table", str(run.results), "--format", "json", "-o", str(out / "table.json")],
+        ["nnunet-se-analyze", "pca", *exc, "--n-boot", "50", "-o", str(out / "pca")],
+        ["nnunet-se-analyze", "responses", *exc, "--dice", str(out / "table.json"), "-o", str(out / "resp")],
+    ])
+    folder_file = out / "exc_ts" / files[last].name
     return Pipeline(run, out, files, last, folder_file)
 
 

@@ -110,6 +110,38 @@ def test_batch_stops_at_a_failing_command_with_its_exit_code() -> None:
     assert missing.returncode == 1 and "'no_such_script' is not an installed console script" in missing.stderr
 
 
+def test_parallel_workers_run_every_unit_once_into_its_own_log(tmp_path: Path) -> None:
+    """5 units over 2 workers: each unit's log holds its two commands' output once, in order; nothing is left of
+    the claims."""
+    from nnunet_se.workflow.demo_runs import Pipeline, StageRecord, Unit
+
+    pipeline = Pipeline(tmp_path, "cpu", 0, total_stages=1)
+    alone = subprocess.run([BIN / "nnunet-se", "env", "--fish"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    units = [Unit(f"unit_{i}", [["nnunet-se", "env", "--fish"], ["nnunet-se", "env", "--fish"]]) for i in range(5)]
+    record = StageRecord("parallel", 0.0)
+    pipeline.run_parallel(record, units, "par", workers=2)
+    for i in range(5):
+        text = (tmp_path / "logs" / f"unit_{i}.log").read_text()
+        assert text.count(alone) == 2 and text.count("$ nnunet-se env --fish") == 2, text
+    assert record.commands == ["nnunet-se env --fish"] * 10 and "in 2 parallel processes" in record.note
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "par_worker0.log", "par_worker1.log", *(f"unit_{i}.log" for i in range(5))]
+
+
+def test_parallel_failure_is_one_line_naming_the_unit_log(tmp_path: Path) -> None:
+    from nnunet_se.errors import UserError
+    from nnunet_se.workflow.demo_runs import Pipeline, StageRecord, Unit
+
+    pipeline = Pipeline(tmp_path, "cpu", 0, total_stages=1)
+    units = [Unit("good", [["nnunet-se", "env"]]), Unit("bad", [["nnunet-se", "env", "--no-such-option"]])]
+    with pytest.raises(UserError) as error:
+        pipeline.run_parallel(StageRecord("parallel", 0.0), units, "par", workers=2)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / 'logs' / 'bad.log'}: 'nnunet-se' failed (exit 2)")
+    assert "unrecognized arguments: --no-such-option" in message
+
+
 def test_test_set_dice_is_the_case_mean(tmp_path: Path) -> None:
     """Case a: 16-pixel square vs the same square shifted by 2 columns: overlap 8, Dice 2*8/32 = 0.5; case b: 1."""
     labels, predictions = tmp_path / "labels", tmp_path / "pred"

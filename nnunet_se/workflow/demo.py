@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from nnunet_se.layout import DEFAULT_CONFIGURATION as CONFIGURATION
 from nnunet_se.layout import DEFAULT_PLANS as PLANS
 from nnunet_se.workflow.demo_profiles import PROFILES, Profile
 from nnunet_se.workflow.demo_report import ReportInputs, module_parameters, write_report
-from nnunet_se.workflow.demo_runs import Pipeline
+from nnunet_se.workflow.demo_runs import Pipeline, Unit
 from nnunet_se.workflow.demo_scoring import ModelScores, score_test_set, validation_dice
 
 DATASET_ID = 999
@@ -131,60 +132,74 @@ def plan(pipeline: Pipeline) -> None:
                      "plan", nnUNet_n_proc_DA="1")
 
 
-def train_and_predict(pipeline: Pipeline, profile: Profile, raw_folder: Path, trainer: str) -> ModelScores:
-    """``nnUNetv2_train`` on every fold, then ``nnUNetv2_predict`` of the test images with each fold's model."""
-    folds = list(range(profile.folds))
-    images, labels = raw_folder / "imagesTs", raw_folder / "labelsTs"
+def unit_commands(pipeline: Pipeline, raw_folder: Path, trainer: str, fold: int, gated: bool) -> list[list[str]]:
+    """One fold of one trainer: ``nnUNetv2_train``, ``nnUNetv2_predict`` of the test images with that fold's model,
+    and for a gated trainer ``excitations`` of the fold's held-out cases into ``analysis/excitations/<trainer>/
+    fold_<fold>``."""
     common = ["-tr", trainer, "-p", PLANS, "-device", pipeline.device]
-    commands = [["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, str(f), *common] for f in folds]
-    target = pipeline.out / "predictions" / trainer
-    if images.is_dir():
-        commands += [["nnUNetv2_predict", "-i", str(images), "-o", str(target / f"fold_{f}"), "-d", str(DATASET_ID),
-                      "-c", CONFIGURATION, "-f", str(f), *common, "-npp", "0", "-nps", "0", "--disable_progress_bar"]
-                     for f in folds]
+    commands = [["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, str(fold), *common]]
+    if (raw_folder / "imagesTs").is_dir():
+        commands.append(["nnUNetv2_predict", "-i", str(raw_folder / "imagesTs"), "-o",
+                         str(pipeline.out / "predictions" / trainer / f"fold_{fold}"), "-d", str(DATASET_ID), "-c",
+                         CONFIGURATION, "-f", str(fold), *common, "-npp", "0", "-nps", "0", "--disable_progress_bar"])
+    if gated:  # a plain U-Net has no gates to capture
+        commands.append(["nnunet-se-analyze", "excitations", "-d", str(DATASET_ID), "-tr", trainer, "-p", PLANS, "-c",
+                         CONFIGURATION, "-f", str(fold), "--cases", "val", "--device", pipeline.device, "-o",
+                         str(pipeline.out / "analysis" / "excitations" / trainer / f"fold_{fold}")])
+    return commands
+
+
+def train_predict_capture(pipeline: Pipeline, profile: Profile, raw_folder: Path) -> list[ModelScores]:
+    """Every (fold, trainer) unit (:func:`unit_commands`) in parallel worker processes: one per CPU core on the CPU
+    (one torch thread each: the small paper U-Net gains nothing from a second thread), one on a GPU."""
+    from nnunet_se.workflow.demo_trainers import demo_infos  # the trainer registry's facts
+
+    infos = demo_infos(profile.trainers)
+    folds = list(range(profile.folds))
+    units = [Unit(f"{trainer}_fold_{fold}", unit_commands(pipeline, raw_folder, trainer, fold,
+                                                          infos[trainer].recalibration is not None))
+             for fold in folds for trainer in profile.trainers]
+    workers = (os.cpu_count() or 1) if pipeline.device == "cpu" else 1
     schedule = f"{profile.epochs} epochs x " + (f"{profile.iterations}" if profile.iterations else "1 pass")
-    with pipeline.stage(f"{trainer}: train folds {folds[0]}-{folds[-1]} ({schedule}), predict the test images "
-                        "(nnUNetv2_train, nnUNetv2_predict)") as record:
+    with pipeline.stage(f"{len(profile.trainers)} trainers x {len(folds)} folds ({schedule}): train, predict the "
+                        "test images, capture the held-out excitations (nnUNetv2_train, nnUNetv2_predict, "
+                        "nnunet-se-analyze excitations)") as record:
         extra = {"NNUNET_SE_NUM_EPOCHS": str(profile.epochs)}
         if profile.iterations:
             extra["NNUNET_SE_NUM_ITERATIONS"] = str(profile.iterations)
-        pipeline.run_batch(record, commands, f"train_{trainer}", **pipeline.loop_env, **extra)
-        scores = ModelScores(trainer, validation_dice(pipeline.results, raw_folder.name, trainer, folds, PLANS,
-                                                      CONFIGURATION))
-        if images.is_dir() and labels.is_dir():
-            scores.test = {f: score_test_set(labels, target / f"fold_{f}") for f in folds}
-        record.note = (f"validation Dice {ModelScores.summary(scores.validation)}, test Dice "
-                       f"{ModelScores.summary(scores.test)}; " + record.note)
+        pipeline.run_parallel(record, units, "train", workers, **pipeline.loop_env, **extra)
+        scores = []
+        for trainer in profile.trainers:
+            score = ModelScores(trainer, validation_dice(pipeline.results, raw_folder.name, trainer, folds, PLANS,
+                                                         CONFIGURATION))
+            labels, predictions = raw_folder / "labelsTs", pipeline.out / "predictions" / trainer
+            if (raw_folder / "imagesTs").is_dir() and labels.is_dir():
+                score.test = {f: score_test_set(labels, predictions / f"fold_{f}") for f in folds}
+            scores.append(score)
+        record.note = "; ".join([*(f"{s.trainer}: validation Dice {ModelScores.summary(s.validation)}, test Dice "
+                                   f"{ModelScores.summary(s.test)}" for s in scores), record.note])
         return scores
 
 
 def analyse(pipeline: Pipeline, profile: Profile) -> None:
-    """Excitations of every gated trainer, then ``pca``, ``table`` (md + json) and ``responses`` into ``analysis/``."""
-    from nnunet_se.workflow.demo_trainers import common_baseline, demo_infos  # the trainer registry's facts
+    """``pca`` of the captured excitations, ``table`` (md + json) and ``responses`` into ``analysis/``, one process."""
+    from nnunet_se.workflow.demo_trainers import common_baseline  # the trainer registry's facts
 
     analysis = pipeline.out / "analysis"
-    files: list[Path] = []
-    with pipeline.stage("capture excitations of the held-out cases (nnunet-se-analyze excitations)") as record:
-        infos = demo_infos(profile.trainers)
-        for trainer in (t for t in profile.trainers if infos[t].recalibration):  # a plain U-Net has no gates
-            target = analysis / "excitations" / trainer
-            pipeline.run(record, ["nnunet-se-analyze", "excitations", "-d", str(DATASET_ID), "-tr", trainer, "-p",
-                                  PLANS, "-c", CONFIGURATION, "-f", "all", "--cases", "val", "--device",
-                                  pipeline.device, "-o", str(target)], "excitations")
-            files += sorted(target.glob("*.npz"))
-        record.note = f"{len(files)} excitation files (each fold's model on its own held-out cases)"
-    with pipeline.stage("linear excitation thresholds (nnunet-se-analyze pca)") as record:
-        pipeline.run(record, ["nnunet-se-analyze", "pca", *map(str, files), "--n-boot", str(profile.bootstrap),
-                              "--seed", str(pipeline.seed), "-o", str(analysis / "pca")], "pca")
-    with pipeline.stage("Table I (nnunet-se-analyze table)") as record:
-        baseline = common_baseline(profile.trainers)
-        for fmt, name in (("md", "table.md"), ("json", "table.json")):
-            pipeline.run(record, ["nnunet-se-analyze", "table", "-d", str(DATASET_ID), "--baseline", baseline,
-                                  "--format", fmt, "-o", str(analysis / name)],
-                         "table")
-    with pipeline.stage("excitation responses (nnunet-se-analyze responses)") as record:
-        pipeline.run(record, ["nnunet-se-analyze", "responses", *map(str, files), "--dice",
-                              str(analysis / "table.json"), "-o", str(analysis / "responses")], "responses")
+    files = [str(f) for f in sorted((analysis / "excitations").glob("*/fold_*/*.npz"))]
+    baseline = common_baseline(profile.trainers)
+    table = [["nnunet-se-analyze", "table", "-d", str(DATASET_ID), "--baseline", baseline, "--format", fmt, "-o",
+              str(analysis / name)] for fmt, name in (("md", "table.md"), ("json", "table.json"))]
+    with pipeline.stage("linear excitation thresholds, Table I, excitation responses (nnunet-se-analyze pca, "
+                        "table, responses)") as record:
+        pipeline.run_batch(record, [
+            ["nnunet-se-analyze", "pca", *files, "--n-boot", str(profile.bootstrap), "--seed", str(pipeline.seed),
+             "-o", str(analysis / "pca")],
+            *table,
+            ["nnunet-se-analyze", "responses", *files, "--dice", str(analysis / "table.json"), "-o",
+             str(analysis / "responses")],
+        ], "analysis")
+        record.note = f"{len(files)} excitation files (each fold's model on its own held-out cases); " + record.note
 
 
 def main(argv: list[str], prog: str) -> int:
@@ -192,11 +207,11 @@ def main(argv: list[str], prog: str) -> int:
     profile = check_args(args)
     out = args.output.resolve()
     prepare_output(out)
-    pipeline = Pipeline(out, profile.device, args.seed, total_stages=2 + len(profile.trainers) + 1 + 4 + 1)
+    pipeline = Pipeline(out, profile.device, args.seed, total_stages=6)
     start = time.perf_counter()
     raw_folder = make_data(pipeline, profile, args)
     plan(pipeline)
-    scores = [train_and_predict(pipeline, profile, raw_folder, trainer) for trainer in profile.trainers]
+    scores = train_predict_capture(pipeline, profile, raw_folder)
     modules = module_parameters(pipeline)
     analyse(pipeline, profile)
     with pipeline.stage("report: figures and report.md") as record:

@@ -8,18 +8,27 @@ process, one after the other: each through its own console-script entry point (`
 ``sys.argv`` set to exactly that command line, so argument parsing, defaults and outputs are those of the stock
 command. It only saves the start-up (torch, nnU-Net, trainer search: 5-15 s on 2 cores) of every command after
 the first.
+
+``python -m nnunet_se.workflow.demo_runs --claims DIR '<JSON list of units>'`` is one of several parallel workers:
+a unit is ``{"log": path, "commands": [argv, ...]}``; each worker takes the next unit no other worker has claimed
+(an atomic ``mkdir`` of ``DIR/<index>``), runs its commands as above with its output appended to the unit's log,
+and goes on until every unit is claimed.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +131,70 @@ class Pipeline:
         record.note = (record.note + "; " if record.note else "") + f"{len(commands)} commands in one process"
 
 
+    def run_parallel(self, record: StageRecord, units: Sequence[Unit], name: str, workers: int,
+                     **extra_env: str) -> None:
+        """Run the units in ``workers`` processes (module docstring), each with ``cores // workers`` torch threads;
+        the first failing unit stops the others and raises UserError naming its log."""
+        workers = max(1, min(workers, len(units)))
+        logs = self.out / "logs"
+        claims = logs / f".{name}.claims"
+        claims.mkdir(parents=True)
+        payload = json.dumps([{"log": str(logs / f"{u.log_name}.log"), "commands": [list(c) for c in u.commands]}
+                              for u in units])
+        env = {**self.env, **extra_env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+        procs: list[tuple[subprocess.Popen, Path]] = []
+        try:
+            for k in range(workers):
+                worker_log = logs / f"{name}_worker{k}.log"
+                with worker_log.open("w") as handle:
+                    procs.append((subprocess.Popen([sys.executable, "-m", __name__, "--claims", str(claims),
+                                                    payload], env=env, stdout=handle, stderr=subprocess.STDOUT),
+                                  worker_log))
+            failed = _wait_first_failure([p for p, _ in procs])
+        finally:
+            for proc, _ in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            shutil.rmtree(claims, ignore_errors=True)
+        record.commands += [shlex.join(c) for u in units for c in u.commands]
+        record.note = (record.note + "; " if record.note else "") + (
+            f"{sum(len(u.commands) for u in units)} commands in {workers} parallel processes")
+        if failed is not None:
+            proc, worker_log = procs[failed]
+            raise UserError(_failure_line(worker_log, proc.returncode))
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Commands that run one after the other in one worker of :meth:`Pipeline.run_parallel`, logged to
+    ``logs/<log_name>.log``."""
+
+    log_name: str
+    commands: Sequence[Sequence[str]]
+
+
+def _wait_first_failure(procs: Sequence[subprocess.Popen]) -> int | None:
+    """Wait until every process has exited 0 (None) or one has failed (its index)."""
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
+        if failed:
+            return failed[0]
+        if all(code == 0 for code in codes):
+            return None
+        time.sleep(0.2)
+
+
+def _failure_line(worker_log: Path, code: int) -> str:
+    """The one-line error of a failed worker: the unit log its ``failed`` line names, or the worker's own log."""
+    lines = worker_log.read_text(errors="replace").splitlines()
+    marked = [line for line in lines if line.startswith(f"{BATCH_MARK} failed: ")]
+    if marked:
+        return marked[-1].removeprefix(f"{BATCH_MARK} failed: ")
+    return f"{worker_log}: a parallel worker failed (exit {code}): {(lines or ['no output'])[-1]}"
+
+
 class _Stage:
     """Context manager printing one progress line per stage: ``[i/n] name ... done in s``."""
 
@@ -162,5 +235,62 @@ def run_entry_points(commands: Sequence[Sequence[str]]) -> None:
         print(f"{BATCH_MARK} done in {time.perf_counter() - start:.1f} s", flush=True)
 
 
+@contextlib.contextmanager
+def _output_to(log: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so child processes too) to ``log``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log.open("a") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_claimed_units(units: Sequence[dict], claims: Path) -> None:
+    """Worker loop of :meth:`Pipeline.run_parallel`: claim each unclaimed unit in order and run it into its log."""
+    for index, unit in enumerate(units):
+        try:
+            (claims / str(index)).mkdir()
+        except FileExistsError:
+            continue
+        log = Path(unit["log"])
+        stop: BaseException | None = None
+        with _output_to(log):
+            try:
+                run_entry_points(unit["commands"])
+            except BaseException as error:  # noqa: BLE001 - reported below with the unit's log
+                if not isinstance(error, SystemExit):
+                    traceback.print_exc()
+                stop = error
+        if stop is not None:
+            code = stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 1
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            started = [line for line in lines if line.startswith(f"{BATCH_MARK} $ ")]
+            name = shlex.split(started[-1].removeprefix(f"{BATCH_MARK} $ "))[0] if started else "a command"
+            print(f"{BATCH_MARK} failed: {log}: '{name}' failed (exit {code}): {(lines or ['no output'])[-1]}",
+                  flush=True)
+            raise SystemExit(code or 1)
+
+
+def main(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m nnunet_se.workflow.demo_runs")
+    parser.add_argument("--claims", type=Path, help="claim folder: run as a parallel worker over units")
+    parser.add_argument("batch", help="JSON list of command lines (with --claims: of units)")
+    args = parser.parse_args(argv)
+    if args.claims is None:
+        run_entry_points(json.loads(args.batch))
+    else:
+        run_claimed_units(json.loads(args.batch), args.claims)
+
+
 if __name__ == "__main__":
-    run_entry_points(json.loads(sys.argv[1]))
+    main(sys.argv[1:])
