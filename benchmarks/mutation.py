@@ -72,7 +72,8 @@ TESTS: dict[str, list[str]] = {
     "conversion/images.py": ["tests/test_conversion_image_rules.py", "tests/test_convert_units.py"],
     "conversion/splits.py": ["tests/test_splits_authors.py", "tests/test_convert_units.py"],
     "analysis/stats.py": ["tests/test_analysis_stats.py", "tests/test_analysis_table.py"],
-    "analysis/thresholds.py": ["tests/test_analysis_thresholds.py", "tests/test_analysis_k_interval.py"],
+    "analysis/thresholds.py": ["tests/test_analysis_thresholds.py", "tests/test_thresholds_boundaries.py",
+                               "tests/test_analysis_k_interval.py"],
     "trainers/paper_network.py": ["tests/test_paper_parity.py", "tests/test_trainers_paper.py"],
     "trainers/paper_loss.py": ["tests/test_paper_parity.py"],
 }
@@ -99,6 +100,8 @@ EQUIVALENT = {
     ("if len(values) > 2 or not set(values) <= {0, top} or top not in (0, 1, 255, 65535):", "2", "3"):
         "three distinct values are never a subset of {0, top}, so the next test rejects them",
     ("return cumulative_ratio(weights), np.count_nonzero(weights > 0.0, axis=-1)", "-", "+"):
+        "weights are always (batch, components): axis 1 is axis -1",
+    ("rank = np.count_nonzero(weights > 0.0, axis=-1)", "-", "+"):
         "weights are always (batch, components): axis 1 is axis -1",
     ("zero = ratio[..., -1] == 0.0 if m else np.ones(ratio.shape[:-1], bool)", "-", "+"):
         "the branch runs only for m = 0 components, which no spectrum has (min(n, C) >= 1)",
