@@ -128,3 +128,12 @@ def test_import_scan_sees_lazy_and_nested_imports() -> None:
     assert imported["torchvision"] == "nnunet_se/workflow/selfcheck.py"
     assert {"matplotlib", "numpy", "torch"} <= set(imported)
     assert "nnunet_se" not in imported and "os" not in imported
+
+
+@pytest.mark.xdist_group("nnunet_e2e")
+def test_xdist_groups_reach_the_scheduler(request: pytest.FixtureRequest) -> None:
+    """Under ``--dist loadgroup`` a grouped test's id carries ``@<group>``, which is how pytest-xdist keeps the group
+    on one worker (pytest 9.2 dropped it: hence the pin in the dev extra); the end-to-end tests rely on it to train
+    their shared models once."""
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@nnunet_e2e"), request.node.nodeid

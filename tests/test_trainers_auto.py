@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from nnunet_e2e import SHORT_TRAINING
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from PIL import Image
@@ -194,7 +195,13 @@ def test_cli_round_trip(trainer: str, plans: str, check_val: bool, nnunet_e2e, t
     env = {"nnUNet_results": str(results)}
 
     assert _check_checkpoint_has_modules(run, trainer, plans, results) == 1
-    run.train(trainer, "--c", plans=plans, NNUNET_SE_NUM_EPOCHS="2", **env)
+    out = tmp_path / "predictions"
+    predict = ["nnUNetv2_predict", "-i", str(run.raw / run.dataset_name / "imagesTs"), "-o", str(out), "-d",
+               str(run.dataset_id), "-c", run.configuration, "-f", "0", "-tr", trainer, "-p", plans, "-device", "cpu",
+               "-npp", "0", "-nps", "0"]
+    resume = run.train_command(trainer, "--c", plans=plans)
+    # one process per batch of commands with nothing to check between them (NnunetRun.run_all)
+    run.run_all([resume] if check_val else [resume, predict], **{**SHORT_TRAINING, "NNUNET_SE_NUM_EPOCHS": "2"}, **env)
     assert _check_checkpoint_has_modules(run, trainer, plans, results) == 2
     logs = "".join(p.read_text() for p in (results / run.dataset_name / source.name / "fold_0").glob("training_log_*"))
     assert "Epoch 1" in logs
@@ -202,13 +209,9 @@ def test_cli_round_trip(trainer: str, plans: str, check_val: bool, nnunet_e2e, t
     assert "foreground_mean" in json.loads(summary.read_text())  # final validation after the resumed training
     if check_val:
         summary.unlink()
-        run.train(trainer, "--val", plans=plans, **env)
+        run.run_all([run.train_command(trainer, "--val", plans=plans), predict], **SHORT_TRAINING, **env)
         assert "foreground_mean" in json.loads(summary.read_text())
 
-    out = tmp_path / "predictions"
-    run.run("nnUNetv2_predict", "-i", str(run.raw / run.dataset_name / "imagesTs"), "-o", str(out), "-d",
-            str(run.dataset_id), "-c", run.configuration, "-f", "0", "-tr", trainer, "-p", plans, "-device", "cpu",
-            "-npp", "0", "-nps", "0", **env)
     cases = sorted(p.name.removesuffix("_0000.png") for p in (run.raw / run.dataset_name / "imagesTs").glob("*.png"))
     assert sorted(p.stem for p in out.glob("*.png")) == cases
     for case in cases:

@@ -201,8 +201,9 @@ def write_report(pipeline: Pipeline, inputs: ReportInputs) -> Path:
         "|---|---|---|",
         *(f"| {r.name} | {r.seconds:.1f} | {r.cpu_seconds:.1f} |" for r in pipeline.records),
         "",
-        "Commands (logs in `logs/`; the nnU-Net commands of one trainer run in one process, each through its own "
-        "console-script entry point):",
+        "Commands (logs in `logs/`, one per (trainer, fold) unit; the units run in parallel worker processes, and "
+        "the commands of a worker or of the analysis stage run in one process, each through its own console-script "
+        "entry point):",
         "",
         "```",
         *(command for r in pipeline.records for command in r.commands),
