@@ -46,15 +46,9 @@ class NnunetRun:
         self.run_all([list(command)], timeout=timeout, **extra_env)
 
     def run_all(self, commands: list[list[str]], timeout: float = 300, **extra_env: str) -> None:
-        """Run console-script command lines one after the other in one fresh process, each through its installed
-        entry point with exactly that ``sys.argv`` (``python -m nnunet_se.workflow.demo_runs``, the demo's
-        batch runner): parsing, defaults and outputs are the stock commands'. Start-up is paid once, and the
-        worker pools nnU-Net spawns re-import a light ``__main__`` instead of the console script's imports
-        (8 s less per ``nnUNetv2_train``). Fails the test with the output tail if a command fails."""
-        # PYTHONSAFEPATH: ``python -m`` in a checkout would put its bare nnunet_se/ folder before the installed package
-        env = {**self.env, **extra_env, "PYTHONSAFEPATH": "1"}
-        result = subprocess.run([sys.executable, "-m", "nnunet_se.workflow.demo_runs", json.dumps(commands)],
-                                env=env, capture_output=True, text=True, timeout=timeout * len(commands))
+        """:func:`run_console_scripts` with this run's environment; fails the test with the output tail if a
+        command fails."""
+        result = run_console_scripts(commands, {**self.env, **extra_env}, timeout * len(commands))
         if result.returncode != 0:
             tail = (result.stdout + result.stderr)[-4000:]
             pytest.fail(f"{' ; '.join(map(' '.join, commands))} exited {result.returncode}:\n{tail}")
@@ -70,6 +64,17 @@ class NnunetRun:
 
     def model_folder(self, trainer: str, plans: str | None = None) -> Path:
         return self.results / self.dataset_name / f"{trainer}__{plans or self.plans}__{self.configuration}"
+
+
+def run_console_scripts(commands: list[list[str]], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run console-script command lines one after the other in one fresh process, each through its installed
+    entry point with exactly that ``sys.argv`` (``python -m nnunet_se.workflow.demo_runs``, the demo's batch
+    runner): parsing, defaults and outputs are the stock commands'. Start-up is paid once, and the worker pools
+    nnU-Net spawns re-import a light ``__main__`` instead of the console script's imports (8 s less per
+    ``nnUNetv2_train``)."""
+    # PYTHONSAFEPATH: ``python -m`` in a checkout would put its bare nnunet_se/ folder before the installed package
+    return subprocess.run([sys.executable, "-m", "nnunet_se.workflow.demo_runs", json.dumps(commands)],
+                          env={**env, "PYTHONSAFEPATH": "1"}, capture_output=True, text=True, timeout=timeout)
 
 
 def write_synthetic_raw(raw_root: Path, seed: int = SEED) -> Path:

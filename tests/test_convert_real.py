@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from nnunet_e2e import run_console_scripts
 from PIL import Image
 
 from nnunet_se.conversion.cases import read_case_table
@@ -211,11 +210,8 @@ def test_plan_and_preprocess_keeps_splits(real_samples: Path, tmp_path: Path) ->
     before = splits_file.read_bytes()
     env = {**os.environ, "nnUNet_raw": str(tmp_path / "raw"), "nnUNet_preprocessed": str(tmp_path / "pre"),
            "nnUNet_results": str(tmp_path / "results"), "nnUNet_def_n_proc": "1"}
-    exe = Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"
-    result = subprocess.run(
-        [str(exe), "-d", "612", "-c", "2d", "--verify_dataset_integrity", "-np", "1", "-npfp", "1"],
-        env=env, capture_output=True, text=True, timeout=400,
-    )
+    result = run_console_scripts([["nnUNetv2_plan_and_preprocess", "-d", "612", "-c", "2d",
+                                   "--verify_dataset_integrity", "-np", "1", "-npfp", "1"]], env, timeout=400)
     assert result.returncode == 0, result.stderr[-2000:]
     assert splits_file.read_bytes() == before
     assert len(list((splits_file.parent / "nnUNetPlans_2d").glob("*.pkl"))) == 12
