@@ -55,18 +55,18 @@ MODULE_TESTS = [f"tests/test_modules_{n}.py"
                 for n in ("constants", "cse", "fca", "mono", "running_stats", "srm", "common", "ddp")]
 # module -> the test files that cover it, most specific (and fastest to fail) first
 TESTS: dict[str, list[str]] = {
-    "nnunet_se/modules/common.py": MODULE_TESTS,
+    "nnunet_se/modules/common.py": ["tests/test_common_boundaries.py", *MODULE_TESTS],
     "nnunet_se/modules/cse.py": ["tests/test_modules_cse.py", "tests/test_modules_constants.py",
                                  "tests/test_modules_common.py"],
     "nnunet_se/modules/sse.py": ["tests/test_modules_cse.py", "tests/test_modules_common.py"],
     "nnunet_se/modules/fca.py": ["tests/test_modules_fca.py", "tests/test_modules_constants.py",
                                  "tests/test_modules_common.py"],
-    "nnunet_se/modules/srm.py": ["tests/test_modules_srm.py", "tests/test_modules_common.py",
-                                 "tests/test_modules_ddp.py"],
-    "nnunet_se/modules/mono.py": ["tests/test_modules_mono.py", "tests/test_modules_constants.py",
-                                  "tests/test_modules_running_stats.py", "tests/test_modules_common.py",
-                                  "tests/test_modules_ddp.py"],
-    "nnunet_se/modules/registry.py": ["tests/test_modules_common.py"],
+    "nnunet_se/modules/srm.py": ["tests/test_modules_srm.py", "tests/test_srm_boundaries.py",
+                                 "tests/test_modules_common.py", "tests/test_modules_ddp.py"],
+    "nnunet_se/modules/mono.py": ["tests/test_modules_mono.py", "tests/test_mono_boundaries.py",
+                                  "tests/test_modules_constants.py", "tests/test_modules_running_stats.py",
+                                  "tests/test_modules_common.py", "tests/test_modules_ddp.py"],
+    "nnunet_se/modules/registry.py": ["tests/test_modules_common.py", "tests/test_extending.py"],
     "nnunet_se/modules/singularity.py": ["tests/test_modules_mono.py", "tests/test_modules_constants.py",
                                          "tests/test_modules_running_stats.py", "tests/test_modules_common.py"],
     "conversion/images.py": ["tests/test_conversion_image_rules.py", "tests/test_images_boundaries.py",
@@ -102,6 +102,9 @@ EQUIVALENT = {
         "numpy's std with ddof 1 of a single value is NaN as well",
     ("if len(values) > 2 or not set(values) <= {0, top} or top not in (0, 1, 255, 65535):", "2", "3"):
         "three distinct values are never a subset of {0, top}, so the next test rejects them",
+    ("if tuple(x.shape[2:]) != self.dct_size:", "2", "3"):
+        "adaptive average pooling of a map to its own size is the identity (one element per bin), so pooling always "
+        "gives the same values",
     ("return [255 if foreground(v) else 0 for v in range(256)]", "255", "256"):
         "the table only maps L images, and Pillow clips an 8-bit point table to 0..255: 256 is written as 255",
     ("return cumulative_ratio(weights), np.count_nonzero(weights > 0.0, axis=-1)", "-", "+"):
