@@ -18,9 +18,9 @@ from nnunet_se.modules.mono import AlphaMoments, box_sum
 @pytest.mark.parametrize("dims", [2, 3])
 def test_transposed_box_sum_is_the_adjoint(r: int, dims: int) -> None:
     """``transpose=True`` must be the adjoint B^T of the SAME-padded box sum B (the backward pass relies on it):
-    <B a, b> = <a, B^T b> for all a, b, and B^T equals PyTorch's transposed convolution with the same padding
-    (conv_transpose with all-ones weights of the 'same' conv, left pad (r-1)//2 -> the mirrored window). For odd r
-    the box is symmetric, so B^T = B. A wrong adjoint gives wrong gradients for odd radii only."""
+    <B a, b> = <a, B^T b> for all a, b, and B^T b is the input gradient (autograd) of PyTorch's own all-ones
+    ``padding='same'`` convolution with output gradient b. For odd r the SAME window is centred, so B^T = B. A
+    wrong adjoint gives wrong gradients (silently, the forward is unchanged) for odd radii such as (3, 5)."""
     gen = torch.Generator().manual_seed(r + 10 * dims)
     a = torch.rand(2, 3, *(7,) * dims, dtype=torch.float64, generator=gen)
     b = torch.rand(2, 3, *(7,) * dims, dtype=torch.float64, generator=gen)
