@@ -70,7 +70,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     add_output(parser, "folder", default="demo_output", help="everything the demo writes, report.md included")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu",
-                        help="cpu (default): 3 trainers x 3 folds on 32x32 images, about 5 minutes on 2 cores; "
+                        help="cpu (default): 3 trainers x 3 folds on 32x32 images, about 4 minutes on 2 cores; "
                              "gpu: 7 trainers x 5 folds on 64x64 images; quick: test-suite smoke size")
     parser.add_argument("--source", type=Path, help="real data to convert instead of the synthetic set")
     parser.add_argument("--source-kind", choices=SOURCES, help="which converter reads --source")
