@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_se.conversion.reading import read_file
 from nnunet_se.errors import UserError
+from nnunet_se.reading import read_file
 
 DEPTH_KEY = re.compile(r"^depth_(\d+)$")
 MAX_NPZ_BYTES = 2**30

@@ -24,8 +24,8 @@ import torch
 from tqdm import tqdm
 
 from nnunet_se.analysis.capture import ExcitationStream, GateRecorder
-from nnunet_se.conversion.reading import open_regular, read_file
 from nnunet_se.errors import UserError, one_line, shown
+from nnunet_se.reading import open_regular, read_file
 
 CASE_SETS = ("val", "train", "all")
 

@@ -21,8 +21,8 @@ import numpy as np
 from scipy import stats
 
 from nnunet_se.analysis.excitation_io import ExcitationSet
-from nnunet_se.conversion.reading import read_file
 from nnunet_se.errors import UserError
+from nnunet_se.reading import read_file
 
 
 def channel_summary(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

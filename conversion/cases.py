@@ -13,8 +13,8 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from nnunet_se.conversion.reading import read_file
 from nnunet_se.errors import UserError
+from nnunet_se.reading import read_file
 
 CASE_TABLE = "nnunet_se_cases.csv"
 COLUMNS = ("case_id", "subset", "class", "source_image", "source_masks", "original_size", "duplicate_group", "notes")

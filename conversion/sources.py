@@ -3,7 +3,7 @@
 Every file is a :class:`SourceFile` with a POSIX path relative to its root (a folder given on the command line, or
 the inside of a zip archive). Zip archives found inside a given folder are opened too, so a folder holding the
 official zips works like the zips themselves. Nothing is ever written to a source. Files are read through
-:mod:`~nnunet_se.conversion.reading` (regular files only, size-bounded; zip members streamed with bounds).
+:mod:`~nnunet_se.reading` (regular files only, size-bounded; zip members streamed with bounds).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-from nnunet_se.conversion.reading import open_zip, read_file, read_member
 from nnunet_se.conversion.safety import resolve_path
 from nnunet_se.errors import UserError
+from nnunet_se.reading import open_zip, read_file, read_member
 
 
 @dataclass(frozen=True, order=True)
@@ -80,7 +80,7 @@ class SourceFile:
 
     def read(self) -> bytes:
         """The file's bytes (a regular file or zip member within the size bounds of
-        :mod:`~nnunet_se.conversion.reading`); an unreadable one raises :class:`UserError` naming it."""
+        :mod:`~nnunet_se.reading`); an unreadable one raises :class:`UserError` naming it."""
         try:
             if self.archive is None:
                 return read_file(self.path, self.display)

@@ -24,7 +24,8 @@ from cli_harness import assert_one_line_error, call_main, tree_digest
 from convert_child import deadline, start_paused, wait_until_ready
 from PIL import Image
 
-from nnunet_se.conversion import cli, reading
+from nnunet_se import reading
+from nnunet_se.conversion import cli
 from nnunet_se.conversion.cli import main
 
 ID = "621"
@@ -687,7 +688,7 @@ def _largest(ws: Workspace) -> int:
     return max(p.stat().st_size for p in ws.src.rglob("*.jpg"))
 
 
-# (case, bounds set in nnunet_se.conversion.reading (computed on the workspace first), setup -> argv, fragments of
+# (case, bounds set in nnunet_se.reading (computed on the workspace first), setup -> argv, fragments of
 # the refusal or None for a success): each bound is tested on both sides, and against bytes actually read
 BOUNDS = [
     ("zip bomb: a member over the per-member bound", lambda ws: {"MAX_FILE_BYTES": 2**20},
