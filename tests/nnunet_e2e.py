@@ -72,9 +72,10 @@ def run_console_scripts(commands: list[list[str]], env: dict[str, str], timeout:
     runner): parsing, defaults and outputs are the stock commands'. Start-up is paid once, and the worker pools
     nnU-Net spawns re-import a light ``__main__`` instead of the console script's imports (8 s less per
     ``nnUNetv2_train``)."""
-    # PYTHONSAFEPATH: ``python -m`` in a checkout would put its bare nnunet_se/ folder before the installed package
-    return subprocess.run([sys.executable, "-m", "nnunet_se.workflow.demo_runs", json.dumps(commands)],
-                          env={**env, "PYTHONSAFEPATH": "1"}, capture_output=True, text=True, timeout=timeout)
+    from nnunet_se.workflow.demo_runs import SAFE_PATH_ENV, batch_argv
+
+    return subprocess.run(batch_argv(commands), env={**env, **SAFE_PATH_ENV}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def write_synthetic_raw(raw_root: Path, seed: int = SEED) -> Path:

@@ -36,6 +36,9 @@ from nnunet_se.errors import UserError
 from nnunet_se.layout import ext_trainer_value
 
 BATCH_MARK = "nnunet-se demo batch:"
+SAFE_PATH_ENV = {"PYTHONSAFEPATH": "1"}
+"""For :func:`batch_argv`'s ``python -m``, which would put the working directory first on ``sys.path``: run from a
+checkout, its bare ``nnunet_se`` folder (without the installed package-dir mapping) would shadow the package."""
 DEMO_SHIM = "nnunet_se_demo_trainers_shim"
 
 
@@ -48,6 +51,10 @@ class StageRecord:
     cpu_seconds: float = 0.0
     commands: list[str] = field(default_factory=list)
     note: str = ""
+
+    def add_note(self, text: str) -> None:
+        """Append ``text`` to the note, ``; ``-separated."""
+        self.note = f"{self.note}; {text}" if self.note else text
 
 
 def cpu_seconds() -> float:
@@ -84,9 +91,7 @@ class Pipeline:
             "nnUNet_compile": "0",
             "NNUNET_SE_SEED": str(seed),
             "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-            # ``python -m`` would put the working directory first on sys.path: run from a checkout, its bare
-            # ``nnunet_se`` folder (without the installed package-dir mapping) would shadow the installed package
-            "PYTHONSAFEPATH": "1",
+            **SAFE_PATH_ENV,
         }
         if device == "cpu":  # 2-core friendly: no worker pools (docs/demo.md, "CPU settings")
             self.env["nnUNet_def_n_proc"] = "1"
@@ -119,17 +124,15 @@ class Pipeline:
             handle.write(f"$ {shlex.join(command)}\n{result.stdout}{result.stderr}\n")
         if result.returncode != 0:
             last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
-            raise UserError(f"{log}: '{command[0]}' failed (exit {result.returncode}): {last}")
+            raise UserError(failure_message(log, command[0], result.returncode, last))
         return result.stdout
 
     def run_batch(self, record: StageRecord, commands: Sequence[Sequence[str]], log_name: str,
                   **extra_env: str) -> None:
         """Run nnU-Net command lines in one process (module docstring); the report lists them as typed."""
-        self.run(record, [sys.executable, "-m", __name__, json.dumps([list(c) for c in commands])], log_name,
-                 **extra_env)
+        self.run(record, batch_argv(commands), log_name, **extra_env)
         record.commands[-1:] = [shlex.join(c) for c in commands]
-        record.note = (record.note + "; " if record.note else "") + f"{len(commands)} commands in one process"
-
+        record.add_note(f"{len(commands)} commands in one process")
 
     def run_parallel(self, record: StageRecord, units: Sequence[Unit], name: str, workers: int,
                      **extra_env: str) -> None:
@@ -139,17 +142,15 @@ class Pipeline:
         logs = self.out / "logs"
         claims = logs / f".{name}.claims"
         claims.mkdir(parents=True)
-        payload = json.dumps([{"log": str(logs / f"{u.log_name}.log"), "commands": [list(c) for c in u.commands]}
-                              for u in units])
+        payload = [{"log": str(logs / f"{u.log_name}.log"), "commands": [list(c) for c in u.commands]} for u in units]
         env = {**self.env, **extra_env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
         procs: list[tuple[subprocess.Popen, Path]] = []
         try:
             for k in range(workers):
                 worker_log = logs / f"{name}_worker{k}.log"
                 with worker_log.open("w") as handle:
-                    procs.append((subprocess.Popen([sys.executable, "-m", __name__, "--claims", str(claims),
-                                                    payload], env=env, stdout=handle, stderr=subprocess.STDOUT),
-                                  worker_log))
+                    procs.append((subprocess.Popen(batch_argv(payload, claims), env=env, stdout=handle,
+                                                   stderr=subprocess.STDOUT), worker_log))
             failed = _wait_first_failure([p for p, _ in procs])
         finally:
             for proc, _ in procs:
@@ -158,11 +159,21 @@ class Pipeline:
                     proc.wait()
             shutil.rmtree(claims, ignore_errors=True)
         record.commands += [shlex.join(c) for u in units for c in u.commands]
-        record.note = (record.note + "; " if record.note else "") + (
-            f"{sum(len(u.commands) for u in units)} commands in {workers} parallel processes")
+        record.add_note(f"{sum(len(u.commands) for u in units)} commands in {workers} parallel processes")
         if failed is not None:
             proc, worker_log = procs[failed]
             raise UserError(_failure_line(worker_log, proc.returncode))
+
+
+def batch_argv(batch: Sequence, claims: Path | None = None) -> list[str]:
+    """``python -m`` this module on a batch of command lines, or (``claims``) as a parallel worker over units; run
+    it with :data:`SAFE_PATH_ENV` in the environment."""
+    return [sys.executable, "-m", __name__, *(["--claims", str(claims)] if claims else []), json.dumps(batch)]
+
+
+def failure_message(log: Path, command: str, code: int, last: str) -> str:
+    """The one-line error of a failed command: its log, name, exit code and last output line."""
+    return f"{log}: '{command}' failed (exit {code}): {last}"
 
 
 @dataclass(frozen=True)
@@ -276,8 +287,7 @@ def run_claimed_units(units: Sequence[dict], claims: Path) -> None:
             lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
             started = [line for line in lines if line.startswith(f"{BATCH_MARK} $ ")]
             name = shlex.split(started[-1].removeprefix(f"{BATCH_MARK} $ "))[0] if started else "a command"
-            print(f"{BATCH_MARK} failed: {log}: '{name}' failed (exit {code}): {(lines or ['no output'])[-1]}",
-                  flush=True)
+            print(f"{BATCH_MARK} failed: {failure_message(log, name, code, (lines or ['no output'])[-1])}", flush=True)
             raise SystemExit(code or 1)
 
 
